@@ -1,0 +1,48 @@
+# lensnb — run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= default
+NB ?=
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help book nb test test-fast lab clean clean-book strip
+
+help:  ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@echo "  variables: PROFILE=smoke|default|gpu (default: default), NB=<notebook>, ARGS='-p key value -y yaml -f file'"
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "need python3.11 (or python3 >= 3.11) on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+book: $(VENV)/.installed  ## Execute stale chapters (PROFILE) with papermill and build the HTML book
+	$(PY) -m lensnb.build book --profile $(PROFILE)
+
+nb: $(VENV)/.installed  ## Re-execute one chapter with new parameters: make nb NB=01_geometry ARGS="-p n_systems 2000"
+	@test -n "$(NB)" || { echo "usage: make nb NB=<notebook name> ARGS=\"-p key value ...\""; exit 2; }
+	$(PY) -m lensnb.build nb $(NB) --profile $(PROFILE) $(ARGS)
+
+test: $(VENV)/.installed  ## Run the test suite (unit tests, then every notebook under the smoke profile and a book build)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(VENV)/.installed  ## Unit tests only (skip the notebook/book tests)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not book"
+
+lab: $(VENV)/.installed  ## Open the notebooks in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+strip:  ## Strip outputs from the source notebooks (they are committed without outputs)
+	$(PY) -m lensnb.nbtools strip notebooks/*.ipynb
+
+clean-book:  ## Remove executed chapters and the rendered book
+	rm -rf book/_build book/chapters build
+
+clean: clean-book  ## Also remove the virtual environment
+	rm -rf $(VENV)

@@ -1,0 +1,341 @@
+"""Build driver: execute the chapters with papermill, then build the Jupyter Book.
+
+Usage (the Makefile wraps these)::
+
+    python -m lensnb.build book --profile default
+    python -m lensnb.build nb 01_geometry --profile default -p n_systems 2000 -y 'priors: {...}'
+
+A chapter is re-executed only when its *build key* changes: the hash of the
+notebook's code and markdown, the parameters it runs with (profile, then
+``-f`` files, ``-y`` YAML, ``-p`` pairs, in that order of precedence), and the
+source of every lensnb module it imports (transitively). The executed copy is
+written to a temporary file and moved into ``book/chapters`` only when every
+cell ran; a failure prints the notebook, the cell and the error, keeps the
+failed copy under ``build/failed`` and removes the stale chapter, so the book is
+never built from a stale or half-executed notebook.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+
+from . import config
+from .provenance import run_header_markdown, version_string
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+KEY_META = "lensnb"
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message says which notebook/file and why."""
+
+
+# --------------------------------------------------------------------------
+# parameters
+# --------------------------------------------------------------------------
+def load_profile(name: str, profiles_dir: Path | None = None) -> dict:
+    """Read ``profiles/<name>.yml`` (``yaml.safe_load``) and check its layout."""
+    path = (profiles_dir or config.PROFILES_DIR) / f"{name}.yml"
+    if not path.exists():
+        known = sorted(p.stem for p in path.parent.glob("*.yml"))
+        raise BuildError(f"{path}: no such profile; known profiles: {', '.join(known)}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise BuildError(f"{path}: a profile must be a mapping")
+    extra = set(data) - {"description", "cost", "common", "notebooks"}
+    if extra:
+        raise BuildError(f"{path}: unknown top-level key(s) {sorted(extra)}")
+    for key in ("common", "notebooks"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise BuildError(f"{path}: '{key}' must be a mapping")
+    return data
+
+
+def resolve_value(text: str):
+    """papermill's ``-p`` typing: True/False/None, int, float, else the string."""
+    from papermill.cli import _resolve_type
+
+    return _resolve_type(text)
+
+
+def parse_overrides(args: list[str]) -> dict:
+    """Parse papermill-style arguments: ``-f FILE``, ``-y YAML``, ``-p KEY VALUE`` (and long forms)."""
+    p = argparse.ArgumentParser(prog="ARGS", add_help=False)
+    p.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    p.add_argument("-y", "--parameters_yaml", action="append", default=[])
+    p.add_argument("-f", "--parameters_file", action="append", default=[])
+    ns, rest = p.parse_known_args(args)
+    if rest:
+        raise BuildError(f"unrecognised notebook argument(s): {' '.join(rest)} (use -p KEY VALUE, -y YAML, -f FILE)")
+    out: dict = {}
+    for f in ns.parameters_file:
+        data = yaml.safe_load(Path(f).read_text())
+        if not isinstance(data, dict):
+            raise BuildError(f"{f}: a parameters file must hold a mapping")
+        out.update(data)
+    for y in ns.parameters_yaml:
+        data = yaml.safe_load(y)
+        if not isinstance(data, dict):
+            raise BuildError(f"-y {y!r}: must be a YAML mapping")
+        out.update(data)
+    for key, value in ns.parameters:
+        out[key] = resolve_value(value)
+    return out
+
+
+def declared_parameters(nb_path: Path) -> dict:
+    """Parameters declared in the notebook's ``parameters`` cell (papermill's inspection)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(nb_path))
+
+
+def notebook_parameters(nb_path: Path, profile: dict, overrides: dict) -> dict:
+    """Parameters for one notebook: profile ``common`` (declared ones only), its own section, overrides.
+
+    Keys the notebook does not declare are an error (a typo must not pass silently).
+    """
+    name = nb_path.stem
+    declared = declared_parameters(nb_path)
+    params = {k: v for k, v in (profile.get("common") or {}).items() if k in declared}
+    own = (profile.get("notebooks") or {}).get(name) or {}
+    for source, values in (("profile", own), ("overrides", overrides)):
+        unknown = set(values) - set(declared)
+        if unknown:
+            raise BuildError(
+                f"{nb_path.name}: {source} set parameter(s) {sorted(unknown)} that the notebook does not declare "
+                f"(declared: {sorted(declared)})"
+            )
+        params.update(values)
+    return params
+
+
+# --------------------------------------------------------------------------
+# build key
+# --------------------------------------------------------------------------
+def _lensnb_imports(tree: ast.AST, current: str | None) -> set[str]:
+    mods: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            mods |= {a.name for a in node.names if a.name.split(".")[0] == "lensnb"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level and current:
+                base = current.split(".")[: -node.level] if not current.endswith("__init__") else current.split(".")[:-1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.split(".")[0] == "lensnb":
+                mods.add(mod)
+                mods |= {f"{mod}.{a.name}" for a in node.names}
+    return mods
+
+
+def _module_file(mod: str) -> Path | None:
+    parts = mod.split(".")[1:]
+    base = PACKAGE_DIR.joinpath(*parts) if parts else PACKAGE_DIR
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _code_source(nb: nbformat.NotebookNode) -> str:
+    lines = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            lines += [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    return "\n".join(lines)
+
+
+def imported_modules(nb: nbformat.NotebookNode) -> list[Path]:
+    """Files of every lensnb module the notebook imports, followed transitively."""
+    todo = {"lensnb"} | _lensnb_imports(ast.parse(_code_source(nb)), None)
+    seen: dict[str, Path] = {}
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        path = _module_file(mod)
+        if path is None:
+            continue  # an attribute imported with ``from lensnb.x import name``
+        seen[mod] = path
+        current = mod + (".__init__" if path.name == "__init__.py" else "")
+        todo |= _lensnb_imports(ast.parse(path.read_text()), current) - set(seen)
+    return sorted(set(seen.values()))
+
+
+def build_key(nb_path: Path, params: dict, profile_name: str) -> str:
+    """Hash of what determines a chapter's output (see the module docstring)."""
+    nb = nbformat.read(nb_path, as_version=4)
+    h = hashlib.sha256()
+    for cell in nb.cells:
+        h.update(cell.cell_type.encode() + b"\0" + cell.source.encode() + b"\0")
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    h.update(profile_name.encode())
+    for path in imported_modules(nb):
+        h.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def stored_key(executed: Path) -> str | None:
+    if not executed.exists():
+        return None
+    try:
+        nb = json.loads(executed.read_text())
+    except (OSError, ValueError):
+        return None
+    return (nb.get("metadata", {}).get(KEY_META) or {}).get("build_key")
+
+
+# --------------------------------------------------------------------------
+# execution
+# --------------------------------------------------------------------------
+def _postprocess(nb_path: Path, profile: str, params: dict, overrides: dict, key: str) -> None:
+    """Hide papermill's parameter cells, add the run header, record the build key."""
+    nb = nbformat.read(nb_path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    header = nbformat.v4.new_markdown_cell(run_header_markdown(profile, params, overrides, version_string()))
+    header.metadata["tags"] = ["run-header"]
+    pos = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
+    nb.cells.insert(pos, header)
+    nb.metadata[KEY_META] = {"build_key": key, "profile": profile, "parameters": params, "version": version_string()}
+    nbformat.write(nb, nb_path)
+
+
+def execute(nb_path: Path, out_path: Path, params: dict, *, profile: str, overrides: dict, key: str) -> float:
+    """Execute one notebook into ``out_path`` atomically; return the wall time [s]."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=out_path.parent, prefix=f".{out_path.stem}.")
+    os.close(fd)
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(nb_path), tmp, parameters=params, kernel_name="python3",
+            progress_bar=True, cwd=str(nb_path.parent), stderr_file=sys.stderr,
+        )
+        _postprocess(Path(tmp), profile, params, overrides, key)
+    except PapermillExecutionError as exc:
+        failed = config.FAILED_DIR / nb_path.name
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, failed)
+        out_path.unlink(missing_ok=True)
+        executed = nbformat.read(failed, as_version=4)
+        injected = sum(
+            "injected-parameters" in c.metadata.get("tags", []) for c in executed.cells[: exc.cell_index]
+        )
+        first_line = (exc.source or "").strip().splitlines()[0] if (exc.source or "").strip() else ""
+        raise BuildError(
+            f"{nb_path.name}: cell {exc.cell_index - injected + 1} (counting from 1 in the source notebook; "
+            f"first line: {first_line!r}) raised {exc.ename}: {exc.evalue}\n  executed copy kept at {failed}"
+        ) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        out_path.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out_path)
+    return time.perf_counter() - t0
+
+
+def chapter_notebooks(notebooks_dir: Path | None = None) -> list[Path]:
+    return sorted((notebooks_dir or config.NOTEBOOKS_DIR).glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None, *, force: bool = False) -> bool:
+    """Execute ``nb_path`` into ``book/chapters`` if its build key changed; True if it ran."""
+    overrides = overrides or {}
+    profile = load_profile(profile_name)
+    params = notebook_parameters(nb_path, profile, overrides)
+    key = build_key(nb_path, params, profile_name)
+    out = config.CHAPTERS_DIR / nb_path.name
+    if not force and stored_key(out) == key:
+        print(f"[lensnb] {nb_path.stem}: up to date", flush=True)
+        return False
+    print(f"[lensnb] {nb_path.stem}: executing (profile {profile_name})", flush=True)
+    dt = execute(nb_path, out, params, profile=profile_name, overrides=overrides, key=key)
+    print(f"[lensnb] {nb_path.stem}: done in {dt:.1f} s", flush=True)
+    return True
+
+
+def book_sources_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted(config.BOOK_DIR.rglob("*")):
+        if "_build" in path.parts or not path.is_file() or path.name.startswith("."):
+            continue
+        h.update(str(path.relative_to(config.BOOK_DIR)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def build_book(force: bool = False) -> bool:
+    """Run ``jupyter-book build`` (execution off, warnings as errors) unless nothing changed."""
+    stamp = config.BUILD_DIR / "book.stamp"
+    index = config.BOOK_DIR / "_build" / "html" / "index.html"
+    key = book_sources_hash()
+    if not force and index.exists() and stamp.exists() and stamp.read_text() == key:
+        print(f"[lensnb] book: up to date ({index})", flush=True)
+        return False
+    stamp.unlink(missing_ok=True)
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe), "build", str(config.BOOK_DIR), "--builder", "html", "-W", "--keep-going", "--quiet"]
+    print("[lensnb] book: " + " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd)
+    if proc.returncode != 0:
+        raise BuildError(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
+    print(f"[lensnb] book: {index}", flush=True)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lensnb.build", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("book", help="execute stale chapters, then build the HTML book")
+    b.add_argument("--profile", default="default")
+    b.add_argument("--force", action="store_true", help="re-execute every chapter")
+    n = sub.add_parser("nb", help="re-execute one chapter with overrides, then rebuild the book")
+    n.add_argument("name", help="notebook name, e.g. 01_geometry")
+    n.add_argument("--profile", default="default")
+    n.add_argument("--no-book", action="store_true")
+    args, rest = ap.parse_known_args(argv)
+    t0 = time.perf_counter()
+    try:
+        if args.cmd == "book":
+            if rest:
+                ap.error(f"unrecognised arguments: {' '.join(rest)}")
+            for nb in chapter_notebooks():
+                run_notebook(nb, args.profile, force=args.force)
+            build_book()
+        else:
+            nb = config.NOTEBOOKS_DIR / f"{Path(args.name).stem}.ipynb"
+            if not nb.exists():
+                names = ", ".join(p.stem for p in chapter_notebooks())
+                raise BuildError(f"{nb}: no such notebook; chapters are: {names}")
+            run_notebook(nb, args.profile, parse_overrides(rest), force=True)
+            if not args.no_book:
+                build_book()
+    except BuildError as exc:
+        print(f"[lensnb] ERROR: {exc}", file=sys.stderr, flush=True)
+        return 1
+    print(f"[lensnb] finished in {time.perf_counter() - t0:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Lens models and the lens equation: a plain functional layer in torch.
+
+Deflections come from the functional layer of ``caustics`` (``caustics.func``),
+so the same code ray-traces on a GPU when one is present. Conventions are
+lenstronomy's (tested against it in ``tests/test_lensing.py``):
+
+* angles in arcsec, lens centred at the origin, x to the right, y up;
+* SIE: convergence kappa = theta_E / (2 sqrt(q x'^2 + y'^2 / q)) in the frame
+  rotated by the position angle ``phi`` [rad, from +x towards +y];
+  ellipticity (e1, e2) = (1 - q)/(1 + q) (cos 2phi, sin 2phi);
+* external shear: potential psi = (gamma1 (x^2 - y^2) + 2 gamma2 x y) / 2.
+
+The image finder maps a triangulated grid of the lens plane to the source plane,
+keeps every triangle that contains the source, and refines each candidate with
+Newton steps on the lens equation. The SIS formulas are kept as the analytic
+test case.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import caustics.func as cf
+
+DTYPE = torch.float64
+
+
+def default_device() -> torch.device:
+    """``cuda`` when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _t(a, device=None, dtype=DTYPE) -> torch.Tensor:
+    return torch.as_tensor(a, dtype=dtype, device=device)
+
+
+# --------------------------------------------------------------------------
+# parameter conversions
+# --------------------------------------------------------------------------
+def ellipticity_to_q_phi(e1, e2):
+    """(e1, e2) -> axis ratio q and position angle phi [rad] (lenstronomy convention)."""
+    e1 = np.asarray(e1, dtype=float)
+    e2 = np.asarray(e2, dtype=float)
+    e = np.minimum(np.hypot(e1, e2), 0.9999)
+    return (1.0 - e) / (1.0 + e), 0.5 * np.arctan2(e2, e1)
+
+
+def q_phi_to_ellipticity(q, phi):
+    """Axis ratio and position angle [rad] -> (e1, e2) (lenstronomy convention)."""
+    q = np.asarray(q, dtype=float)
+    e = (1.0 - q) / (1.0 + q)
+    return e * np.cos(2 * np.asarray(phi)), e * np.sin(2 * np.asarray(phi))
+
+
+def shear_polar_to_cartesian(gamma, phi_gamma):
+    """Shear strength and angle [rad] -> (gamma1, gamma2)."""
+    return gamma * np.cos(2 * np.asarray(phi_gamma)), gamma * np.sin(2 * np.asarray(phi_gamma))
+
+
+# --------------------------------------------------------------------------
+# SIS: analytic
+# --------------------------------------------------------------------------
+def sis_images(beta, theta_e) -> dict[str, np.ndarray]:
+    """Images of a point source at offset ``beta`` [arcsec] behind an SIS of radius ``theta_e``.
+
+    Returns radial distances from the lens centre [arcsec] and absolute
+    magnifications: ``theta_plus = beta + theta_e`` and ``mu_plus = 1 + theta_e/beta``
+    (always); ``theta_minus = theta_e - beta`` (on the opposite side) and
+    ``mu_minus = theta_e/beta - 1`` (NaN when ``beta >= theta_e``: no counter-image).
+    """
+    beta = np.asarray(beta, dtype=float)
+    theta_e = np.asarray(theta_e, dtype=float)
+    two = beta < theta_e
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "theta_plus": beta + theta_e,
+            "theta_minus": np.where(two, theta_e - beta, np.nan),
+            "mu_plus": 1.0 + theta_e / beta,
+            "mu_minus": np.where(two, theta_e / beta - 1.0, np.nan),
+        }
+
+
+# --------------------------------------------------------------------------
+# SIE + external shear: deflection, lens equation, magnification
+# --------------------------------------------------------------------------
+def deflection(x, y, theta_e, q, phi, gamma1, gamma2):
+    """Reduced deflection [arcsec] of an SIE + external shear centred at the origin.
+
+    All arguments are tensors that broadcast together (arcsec, -, rad, -, -).
+    """
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    ax, ay = cf.reduced_deflection_angle_sie(zero, zero, q, phi, theta_e, x, y)
+    sx, sy = cf.reduced_deflection_angle_external_shear(zero, zero, gamma1, gamma2, x, y)
+    return ax + sx, ay + sy
+
+
+def ray_trace(x, y, theta_e, q, phi, gamma1, gamma2):
+    """Lens equation: source-plane position (beta_x, beta_y) [arcsec] of image-plane (x, y)."""
+    ax, ay = deflection(x, y, theta_e, q, phi, gamma1, gamma2)
+    return x - ax, y - ay
+
+
+def lens_jacobian(x, y, theta_e, q, phi, gamma1, gamma2):
+    """Jacobian A = d(beta)/d(theta) at (x, y): returns (a11, a12, a21, a22) tensors."""
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        yg = y.detach().clone().requires_grad_(True)
+        bx, by = ray_trace(xg, yg, theta_e, q, phi, gamma1, gamma2)
+        bx, by = torch.broadcast_tensors(bx, by)
+        a11, a12 = torch.autograd.grad(bx.sum(), (xg, yg), retain_graph=True)
+        a21, a22 = torch.autograd.grad(by.sum(), (xg, yg))
+    return a11, a12, a21, a22
+
+
+def magnification(x, y, theta_e, q, phi, gamma1, gamma2):
+    """Signed point-source magnification 1/det(A) at image-plane positions (x, y)."""
+    a11, a12, a21, a22 = lens_jacobian(x, y, theta_e, q, phi, gamma1, gamma2)
+    return 1.0 / (a11 * a22 - a12 * a21)
+
+
+@dataclass
+class Images:
+    """Images found for N systems, padded to ``max_images`` per system.
+
+    ``x``, ``y`` [arcsec] and ``mu`` (signed magnification) are (N, max_images)
+    arrays with NaN padding, sorted by distance from the lens centre (innermost
+    first); ``n`` is the number of images per system.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    mu: np.ndarray
+    n: np.ndarray
+
+    @property
+    def r(self) -> np.ndarray:
+        return np.hypot(self.x, self.y)
+
+
+def _point_in_triangles(px, py, ax, ay, bx, by, cx, cy):
+    s1 = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
+    s2 = (cx - bx) * (py - by) - (cy - by) * (px - bx)
+    s3 = (ax - cx) * (py - cy) - (ay - cy) * (px - cx)
+    pos = (s1 >= 0) & (s2 >= 0) & (s3 >= 0)
+    neg = (s1 <= 0) & (s2 <= 0) & (s3 <= 0)
+    area = s1 + s2 + s3  # twice the signed area of the triangle
+    return (pos | neg) & (area != 0), s1, s2, s3, area
+
+
+def find_images(
+    src_x,
+    src_y,
+    theta_e,
+    q,
+    phi,
+    gamma1,
+    gamma2,
+    *,
+    n_radial: int = 100,
+    n_angular: int = 96,
+    r_min: float = 1e-4,
+    newton_iter: int = 25,
+    tol: float = 1e-9,
+    max_images: int = 5,
+    chunk: int = 256,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> Images:
+    """Solve the lens equation for N point sources, each behind its own SIE + shear.
+
+    Parameters are 1-d arrays of length N: source position [arcsec] relative to
+    the lens centre, Einstein radius [arcsec], axis ratio, position angle [rad],
+    and the shear components. Returns :class:`Images`.
+
+    The lens plane of each system is covered by a polar grid (``n_radial``
+    log-spaced radii from ``r_min`` to 1 times the outer radius
+    (|beta| + 2 theta_E / sqrt(q)) (1 + 2|gamma|), ``n_angular`` angles), split
+    into triangles; polar cells resolve the centre, where the deflection of a
+    singular profile changes direction fastest. Images closer to the centre than
+    ``r_min`` times the outer radius (demagnified to |mu| << 1e-3) are not sought; each triangle whose source-plane image contains the source gives
+    a candidate, refined by Newton iteration. Candidates that do not converge to
+    ``tol`` [arcsec] in the source plane or sit at the singular centre are
+    dropped, and duplicates merged.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    arrays = [np.array(np.atleast_1d(a), dtype=float) for a in (src_x, src_y, theta_e, q, phi, gamma1, gamma2)]
+    n_sys = max(a.size for a in arrays)
+    arrays = [np.broadcast_to(a, (n_sys,)).copy() for a in arrays]
+    out_x = np.full((n_sys, max_images), np.nan)
+    out_y = np.full((n_sys, max_images), np.nan)
+    out_mu = np.full((n_sys, max_images), np.nan)
+    out_n = np.zeros(n_sys, dtype=int)
+    # polar grid: log-spaced radii (in units of the outer radius), angles closed at 2 pi
+    log_r = torch.linspace(np.log(r_min), 0.0, n_radial, dtype=DTYPE, device=device)
+    ang = torch.linspace(0.0, 2 * np.pi, n_angular + 1, dtype=DTYPE, device=device)
+    unit_x = torch.exp(log_r)[:, None] * torch.cos(ang)[None, :]
+    unit_y = torch.exp(log_r)[:, None] * torch.sin(ang)[None, :]
+    nr, na = n_radial, n_angular + 1
+    starts = range(0, n_sys, chunk)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="solving lens equation", unit="chunk")
+    for s in starts:
+        sl = slice(s, min(s + chunk, n_sys))
+        sx, sy, te, qq, ph, g1, g2 = (_t(a[sl], device) for a in arrays)
+        m = sx.shape[0]
+        gam = torch.hypot(g1, g2)
+        outer = (torch.hypot(sx, sy) + 2.0 * te / torch.sqrt(qq)) * (1.0 + 2.0 * gam)
+        gx = unit_x[None] * outer[:, None, None]
+        gy = unit_y[None] * outer[:, None, None]
+        p = [t[:, None, None] for t in (te, qq, ph, g1, g2)]
+        bx, by = ray_trace(gx, gy, *p)
+        # the two triangles of each (radius, angle) cell, vertices (a, b, c) as index offsets
+        cand = []
+        for (ai, aj), (bi, bj), (ci, cj) in (((0, 0), (0, 1), (1, 1)), ((0, 0), (1, 1), (1, 0))):
+            def v(t, i, j):
+                return t[:, i : nr - 1 + i, j : na - 1 + j]
+
+            inside, s1, s2, s3, area = _point_in_triangles(
+                sx[:, None, None], sy[:, None, None],
+                v(bx, ai, aj), v(by, ai, aj), v(bx, bi, bj), v(by, bi, bj), v(bx, ci, cj), v(by, ci, cj),
+            )
+            k, i, j = torch.nonzero(inside, as_tuple=True)
+            # barycentric weights: s2 is opposite vertex a, s3 opposite b, s1 opposite c
+            A = area[k, i, j]
+            wa, wb, wc = s2[k, i, j] / A, s3[k, i, j] / A, s1[k, i, j] / A
+            x0 = wa * v(gx, ai, aj)[k, i, j] + wb * v(gx, bi, bj)[k, i, j] + wc * v(gx, ci, cj)[k, i, j]
+            y0 = wa * v(gy, ai, aj)[k, i, j] + wb * v(gy, bi, bj)[k, i, j] + wc * v(gy, ci, cj)[k, i, j]
+            cand.append((k, x0, y0))
+        k = torch.cat([c[0] for c in cand])
+        x = torch.cat([c[1] for c in cand])
+        y = torch.cat([c[2] for c in cand])
+        if k.numel() == 0:
+            continue
+        step = torch.hypot(x, y) * 0.2 + 1e-3 * te[k]  # local cell size
+        pk = [t[k] for t in (te, qq, ph, g1, g2)]
+        for _ in range(newton_iter):
+            fx, fy = ray_trace(x, y, *pk)
+            rx, ry = fx - sx[k], fy - sy[k]
+            a11, a12, a21, a22 = lens_jacobian(x, y, *pk)
+            det = a11 * a22 - a12 * a21
+            dx = (a22 * rx - a12 * ry) / det
+            dy = (-a21 * rx + a11 * ry) / det
+            # keep each step within two grid cells: a Newton step may not jump between images
+            lim = 2.0 * step
+            scale = torch.clamp(lim / torch.hypot(dx, dy).clamp_min(1e-300), max=1.0)
+            x = x - dx * scale
+            y = y - dy * scale
+        fx, fy = ray_trace(x, y, *pk)
+        res = torch.hypot(fx - sx[k], fy - sy[k])
+        ok = torch.isfinite(res) & (res < tol) & (torch.hypot(x, y) > 1e-6 * te[k])
+        k, x, y = k[ok], x[ok], y[ok]
+        mu = magnification(x, y, *[t[ok] for t in pk])
+        k, x, y, mu = (t.cpu().numpy() for t in (k, x, y, mu))
+        te_np = te.cpu().numpy()
+        order = np.lexsort((np.hypot(x, y), k))
+        k, x, y, mu = k[order], x[order], y[order], mu[order]
+        bounds = np.searchsorted(k, np.arange(m + 1))
+        for j in range(m):
+            lo, hi = bounds[j], bounds[j + 1]
+            kept: list[int] = []
+            for c in range(lo, hi):
+                if all(np.hypot(x[c] - x[o], y[c] - y[o]) > 1e-6 * te_np[j] for o in kept):
+                    kept.append(c)
+            if len(kept) > max_images:
+                raise RuntimeError(f"system {s + j}: {len(kept)} images found (> max_images={max_images})")
+            row = s + j
+            out_n[row] = len(kept)
+            out_x[row, : len(kept)] = x[kept]
+            out_y[row, : len(kept)] = y[kept]
+            out_mu[row, : len(kept)] = mu[kept]
+    return Images(out_x, out_y, out_mu, out_n)

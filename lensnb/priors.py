@@ -1,0 +1,167 @@
+"""Priors on lens systems: Einstein radius, source offset, mass ellipticity, shear.
+
+A prior is a plain dict (so papermill parameters and YAML profiles can carry it)::
+
+    {"theta_e": {"dist": "uniform", "low": 0.5, "high": 2.5},      # arcsec
+     "beta": {"dist": "uniform_radius", "max_over_theta_e": 1.0},
+     "mass_e_sd": 0.1, "shear_sd": 0.05, "min_total_mu": None}
+
+``theta_e.dist`` is ``uniform`` or ``loguniform`` (``low``/``high`` in arcsec), or
+``sigma_v`` (host-consistent: theta_E = 4 pi (sigma_v/c)^2 D_ls/D_s with
+log10 sigma_v ~ N(``log10_sigma_mean``, ``log10_sigma_sd``) [km/s],
+z_l ~ U(``zl_low``, ``zl_high``) and ln z_s ~ N(ln ``zs_median``, ``zs_log_sd``),
+flat LambdaCDM H0 = 70, Om0 = 0.3).
+
+``beta.dist`` is ``uniform_radius`` (|beta| ~ U(0, max) theta_E: the median is
+half the maximum) or ``uniform_area`` (|beta| = max theta_E sqrt(u): uniform
+over the disc). Mass ellipticity (e1, e2) and shear (gamma1, gamma2) are
+independent normals with the given standard deviations (paltas' HST training
+prior uses 0.1 and 0.05; simulation_priors.md §3). ``min_total_mu`` keeps only
+systems whose total point-source magnification reaches it (LensPop's
+detectability cut uses 3).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+
+from .lensing import ellipticity_to_q_phi
+from .survey import sample_psf_fwhm
+
+SPEED_OF_LIGHT_KMS = 299792.458
+RAD_TO_ARCSEC = 180.0 / np.pi * 3600.0
+
+_THETA_E_KEYS = {
+    "uniform": {"low", "high"},
+    "loguniform": {"low", "high"},
+    "sigma_v": {"log10_sigma_mean", "log10_sigma_sd", "zl_low", "zl_high", "zs_median", "zs_log_sd"},
+}
+_BETA_KEYS = {"uniform_radius": {"max_over_theta_e"}, "uniform_area": {"max_over_theta_e"}}
+_TOP_KEYS = {"label", "theta_e", "beta", "mass_e_sd", "shear_sd", "min_total_mu"}
+
+
+def validate_prior(name: str, spec: dict) -> dict:
+    """Check a prior spec; raise ``ValueError`` naming the prior and the offending key."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"prior {name!r}: expected a mapping, got {type(spec).__name__}")
+    extra = set(spec) - _TOP_KEYS
+    if extra:
+        raise ValueError(f"prior {name!r}: unknown key(s) {sorted(extra)}; allowed {sorted(_TOP_KEYS)}")
+    for part, table in (("theta_e", _THETA_E_KEYS), ("beta", _BETA_KEYS)):
+        sub = spec.get(part)
+        if not isinstance(sub, dict) or sub.get("dist") not in table:
+            raise ValueError(f"prior {name!r}: {part}.dist must be one of {sorted(table)}")
+        need = table[sub["dist"]]
+        have = set(sub) - {"dist"}
+        if have != need:
+            raise ValueError(
+                f"prior {name!r}: {part} ({sub['dist']}) needs keys {sorted(need)}, got {sorted(have)}"
+            )
+    return spec
+
+
+def einstein_radius_sis(sigma_v, z_l, z_s, cosmology=None) -> np.ndarray:
+    """theta_E [arcsec] = 4 pi (sigma_v / c)^2 D_ls / D_s for sigma_v [km/s] (SIS/SIE)."""
+    from astropy.cosmology import FlatLambdaCDM
+
+    cosmo = cosmology or FlatLambdaCDM(H0=70.0, Om0=0.3)
+    z_l = np.asarray(z_l, dtype=float)
+    z_s = np.asarray(z_s, dtype=float)
+    d_ls = cosmo.angular_diameter_distance(z_l, z_s).value
+    d_s = cosmo.angular_diameter_distance(z_s).value
+    return RAD_TO_ARCSEC * 4 * np.pi * (np.asarray(sigma_v) / SPEED_OF_LIGHT_KMS) ** 2 * d_ls / d_s
+
+
+def sample_theta_e(spec: dict, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Einstein radii [arcsec] (and sigma_v [km/s], z_l, z_s for ``sigma_v``)."""
+    d = spec["dist"]
+    if d == "uniform":
+        return pd.DataFrame({"theta_e": rng.uniform(spec["low"], spec["high"], n)})
+    if d == "loguniform":
+        return pd.DataFrame({"theta_e": np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]), n))})
+    sigma = 10 ** rng.normal(spec["log10_sigma_mean"], spec["log10_sigma_sd"], n)
+    z_l = rng.uniform(spec["zl_low"], spec["zl_high"], n)
+    z_s = spec["zs_median"] * np.exp(spec["zs_log_sd"] * rng.standard_normal(n))
+    # a source must lie behind the lens: redraw z_s for those in front (keeps the draw deterministic)
+    for _ in range(100):
+        bad = z_s <= z_l + 0.05
+        if not bad.any():
+            break
+        z_s[bad] = spec["zs_median"] * np.exp(spec["zs_log_sd"] * rng.standard_normal(bad.sum()))
+    z_s = np.maximum(z_s, z_l + 0.05)
+    return pd.DataFrame(
+        {"theta_e": einstein_radius_sis(sigma, z_l, z_s), "sigma_v": sigma, "z_l": z_l, "z_s": z_s}
+    )
+
+
+def sample_systems(name: str, spec: dict, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Draw ``n`` lens systems from a prior spec (before any ``min_total_mu`` cut).
+
+    Columns: theta_e [arcsec], beta [arcsec], beta_over_theta_e, src_x, src_y
+    [arcsec], e1, e2, q, phi [rad], gamma1, gamma2, psf_fwhm_r [arcsec] (+ sigma_v,
+    z_l, z_s for host-consistent priors).
+    """
+    validate_prior(name, spec)
+    df = sample_theta_e(spec["theta_e"], n, rng)
+    bmax = spec["beta"]["max_over_theta_e"]
+    u = rng.uniform(0.0, 1.0, n)
+    frac = bmax * (u if spec["beta"]["dist"] == "uniform_radius" else np.sqrt(u))
+    ang = rng.uniform(0.0, 2 * np.pi, n)
+    df["beta"] = frac * df["theta_e"]
+    df["beta_over_theta_e"] = frac
+    df["src_x"] = df["beta"] * np.cos(ang)
+    df["src_y"] = df["beta"] * np.sin(ang)
+    e_sd, g_sd = spec.get("mass_e_sd", 0.0), spec.get("shear_sd", 0.0)
+    df["e1"] = rng.normal(0.0, e_sd, n) if e_sd else 0.0
+    df["e2"] = rng.normal(0.0, e_sd, n) if e_sd else 0.0
+    df["q"], df["phi"] = ellipticity_to_q_phi(df["e1"], df["e2"])
+    df["gamma1"] = rng.normal(0.0, g_sd, n) if g_sd else 0.0
+    df["gamma2"] = rng.normal(0.0, g_sd, n) if g_sd else 0.0
+    df["psf_fwhm_r"] = sample_psf_fwhm("r", n, rng)
+    df.insert(0, "prior", name)
+    return df
+
+
+def resolve_priors(priors: dict) -> dict:
+    """Deep-copy and validate a mapping name -> spec (e.g. a notebook parameter)."""
+    out = copy.deepcopy(priors)
+    for name, spec in out.items():
+        validate_prior(name, spec)
+    return out
+
+
+_LENS_SHAPE = {"mass_e_sd": 0.1, "shear_sd": 0.05}
+_REQUEST_THETA = {"dist": "uniform", "low": 0.5, "high": 2.5}
+_LOG_THETA = {"dist": "loguniform", "low": 0.5, "high": 2.5}
+_BETA_RADIUS = {"dist": "uniform_radius", "max_over_theta_e": 1.0}
+_BETA_AREA = {"dist": "uniform_area", "max_over_theta_e": 1.0}
+# Host-consistent theta_E: sigma_v as in desitarget's LRG mock (log10 sigma ~ N(2.3, 0.1), a mock
+# assumption, median ~200 km/s), z_l uniform over the DESI LRG range 0.4-1.0 (Zhou+23), z_s lognormal
+# around the LensPop DES-detectable median 1.85 (16-84%: 1.14-2.56). simulation_priors.md §2-4.
+_SIGMA_THETA = {
+    "dist": "sigma_v", "log10_sigma_mean": 2.3, "log10_sigma_sd": 0.1,
+    "zl_low": 0.4, "zl_high": 1.0, "zs_median": 1.85, "zs_log_sd": 0.3,
+}
+
+#: Candidate priors compared in the geometry chapter (name -> spec).
+CANDIDATE_PRIORS: dict[str, dict] = {
+    "uniform_theta_uniform_beta": {
+        "label": "θ_E ~ U(0.5, 2.5″), |β| ~ U(0, θ_E)", "theta_e": _REQUEST_THETA, "beta": _BETA_RADIUS, **_LENS_SHAPE},
+    "uniform_theta_area_beta": {
+        "label": "θ_E ~ U(0.5, 2.5″), β uniform in area (|β| < θ_E)", "theta_e": _REQUEST_THETA, "beta": _BETA_AREA,
+        **_LENS_SHAPE},
+    "loguniform_theta_uniform_beta": {
+        "label": "θ_E log-uniform (0.5, 2.5″), |β| ~ U(0, θ_E)", "theta_e": _LOG_THETA, "beta": _BETA_RADIUS,
+        **_LENS_SHAPE},
+    "loguniform_theta_area_beta": {
+        "label": "θ_E log-uniform (0.5, 2.5″), β uniform in area", "theta_e": _LOG_THETA, "beta": _BETA_AREA,
+        **_LENS_SHAPE},
+    "physical_sigma_v": {
+        "label": "physical: θ_E from σ_v, z_l, z_s; β uniform in area", "theta_e": _SIGMA_THETA, "beta": _BETA_AREA,
+        **_LENS_SHAPE},
+    "physical_detectable": {
+        "label": "physical + LensPop detectability cut (μ_tot ≥ 3)", "theta_e": _SIGMA_THETA, "beta": _BETA_AREA,
+        **_LENS_SHAPE, "min_total_mu": 3.0},
+}

@@ -1,0 +1,111 @@
+"""End to end: every chapter executes under the smoke profile and the book builds.
+
+The build runs in a temporary copy of notebooks/, profiles/ and book/ (LENSNB_ROOT), so the
+user's own build outputs are left alone.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from lensnb import config
+
+pytestmark = pytest.mark.book
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lensnb_book")
+    for sub in ("notebooks", "profiles"):
+        shutil.copytree(config.ROOT / sub, root / sub)
+    shutil.copytree(config.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "chapters"))
+    return root
+
+
+def _build(root, *args):
+    env = dict(os.environ, LENSNB_ROOT=str(root))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "lensnb.build", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    return proc, time.perf_counter() - t0
+
+
+def _glued(nb_path):
+    nb = json.loads(nb_path.read_text())
+    out = {}
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            key = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if key:
+                out[key] = o["data"].get("text/plain")
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(project):
+    proc, _ = _build(project, "book", "--profile", "smoke")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return project
+
+
+def test_book_builds_with_every_chapter(built):
+    html = built / "book" / "_build" / "html"
+    assert (html / "index.html").exists()
+    for nb in sorted((built / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        page = html / "chapters" / f"{nb.stem}.html"
+        assert page.exists(), f"{page} missing"
+        text = page.read_text()
+        assert "profile <code" in text and "smoke" in text  # the run header
+        assert "injected-parameters" not in text and "Parameters (papermill)" not in text  # parameter cells hidden
+
+
+def test_second_build_executes_nothing(built):
+    proc, dt = _build(built, "book", "--profile", "smoke")
+    assert proc.returncode == 0
+    assert "executing" not in proc.stdout and "up to date" in proc.stdout
+    assert dt < 30
+
+
+def test_rerun_one_chapter_with_overrides_is_shown_and_deterministic(built):
+    chapter = built / "book" / "chapters" / "01_geometry.ipynb"
+    before = _glued(chapter)
+    proc, _ = _build(built, "nb", "01_geometry", "--profile", "smoke", "-p", "n_systems", "200",
+                     "-y", "request_claims: {median_beta_over_theta_e: 0.5, median_inner_r_px: 2.1, frac_within_5px: 0.9}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = nbformat.read(chapter, as_version=4)
+    assert nb.metadata["lensnb"]["parameters"]["n_systems"] == 200
+    header = next(c.source for c in nb.cells if "run-header" in c.metadata.get("tags", []))
+    assert "`n_systems` = `200` *(overridden)*" in header
+    page = (built / "book" / "_build" / "html" / "chapters" / "01_geometry.html").read_text()
+    assert "overridden" in page
+    # back to the profile: re-executed, and the same seed gives the same glued numbers
+    proc, _ = _build(built, "book", "--profile", "smoke")
+    assert proc.returncode == 0 and "01_geometry: executing" in proc.stdout
+    assert _glued(chapter) == before
+
+
+def test_failing_notebook_stops_the_build_and_names_the_cell(built):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("seed = 1")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Broken"), p,
+                nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('planted failure')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = built / "notebooks" / "99_broken.ipynb"
+    nbformat.write(nb, path)
+    stamp = built / "build" / "book.stamp"
+    stamp_before = stamp.read_text()
+    try:
+        proc, _ = _build(built, "book", "--profile", "smoke")
+    finally:
+        path.unlink()
+    assert proc.returncode == 1
+    assert "99_broken.ipynb: cell 4 " in proc.stderr and "raise ValueError" in proc.stderr and "ValueError: planted failure" in proc.stderr
+    assert not (built / "book" / "chapters" / "99_broken.ipynb").exists()
+    assert (built / "build" / "failed" / "99_broken.ipynb").exists()
+    assert stamp.read_text() == stamp_before  # the book was not rebuilt

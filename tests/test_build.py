@@ -1,0 +1,70 @@
+"""The build driver: parameters, build keys, profiles."""
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lensnb import build, config
+
+GEOMETRY = config.NOTEBOOKS_DIR / "01_geometry.ipynb"
+
+
+def test_overrides_follow_papermill_typing_and_precedence(tmp_path):
+    f = tmp_path / "p.yml"
+    f.write_text("n_systems: 10\npriors: {a: 1}\nseed: 1\n")
+    out = build.parse_overrides(["-f", str(f), "-y", "seed: 2\nflag: true", "-p", "n_systems", "20",
+                                 "-p", "x", "0.5", "-p", "name", "abc", "-p", "none", "None"])
+    assert out == {"n_systems": 20, "priors": {"a": 1}, "seed": 2, "flag": True, "x": 0.5, "name": "abc", "none": None}
+
+
+def test_bad_override_arguments_are_refused(tmp_path):
+    with pytest.raises(build.BuildError, match="unrecognised"):
+        build.parse_overrides(["--oops"])
+    with pytest.raises(build.BuildError, match="YAML mapping"):
+        build.parse_overrides(["-y", "[1, 2]"])
+
+
+def test_profiles_are_valid_and_cover_declared_parameters():
+    for name in ("smoke", "default", "gpu"):
+        prof = build.load_profile(name)
+        for nb in build.chapter_notebooks():
+            params = build.notebook_parameters(nb, prof, {})
+            assert "seed" in params
+
+
+def test_unknown_parameter_is_an_error():
+    prof = build.load_profile("smoke")
+    with pytest.raises(build.BuildError, match="does not declare"):
+        build.notebook_parameters(GEOMETRY, prof, {"n_sytems": 3})
+
+
+def test_missing_or_malformed_profile(tmp_path):
+    with pytest.raises(build.BuildError, match="no such profile"):
+        build.load_profile("nope")
+    (tmp_path / "bad.yml").write_text("common: [1, 2]\n")
+    with pytest.raises(build.BuildError, match="'common' must be a mapping"):
+        build.load_profile("bad", tmp_path)
+
+
+def test_imported_modules_are_followed_transitively():
+    nb = nbformat.read(GEOMETRY, as_version=4)
+    names = {p.name for p in build.imported_modules(nb)}
+    # the notebook imports geometry; geometry imports lensing, which the notebook never names
+    assert {"__init__.py", "geometry.py", "lensing.py", "priors.py", "survey.py", "config.py"} <= names
+    assert "build.py" not in names
+
+
+def test_build_key_tracks_parameters_and_profile():
+    prof = build.load_profile("smoke")
+    p = build.notebook_parameters(GEOMETRY, prof, {})
+    k1 = build.build_key(GEOMETRY, p, "smoke")
+    assert k1 == build.build_key(GEOMETRY, dict(p), "smoke")
+    assert k1 != build.build_key(GEOMETRY, {**p, "n_systems": p["n_systems"] + 1}, "smoke")
+    assert k1 != build.build_key(GEOMETRY, p, "default")
+
+
+def test_source_notebooks_are_committed_without_outputs():
+    from lensnb.nbtools import has_outputs
+
+    for nb in build.chapter_notebooks():
+        assert not has_outputs(Path(nb)), f"{nb} has outputs; run make strip"
