@@ -202,10 +202,15 @@ def stored_key(executed: Path) -> str | None:
 # execution
 # --------------------------------------------------------------------------
 def _postprocess(nb_path: Path, profile: str, params: dict, overrides: dict, key: str) -> None:
-    """Hide papermill's parameter cells, add the run header, record the build key."""
+    """Hide papermill's parameter cells and code inputs (behind a toggle), drop stderr streams
+    (progress bars, already shown on the terminal), add the run header, record the build key."""
     nb = nbformat.read(nb_path, as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+            if "hide-input" not in tags:
+                tags.append("hide-input")
         if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
             tags.append("remove-cell")
     header = nbformat.v4.new_markdown_cell(run_header_markdown(profile, params, overrides, version_string()))
@@ -228,7 +233,7 @@ def execute(nb_path: Path, out_path: Path, params: dict, *, profile: str, overri
     try:
         papermill.execute_notebook(
             str(nb_path), tmp, parameters=params, kernel_name="python3",
-            progress_bar=True, cwd=str(nb_path.parent), stderr_file=sys.stderr,
+            progress_bar=True, log_output=True, cwd=str(nb_path.parent),
         )
         _postprocess(Path(tmp), profile, params, overrides, key)
     except PapermillExecutionError as exc:

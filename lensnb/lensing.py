@@ -200,7 +200,7 @@ def find_images(
     nr, na = n_radial, n_angular + 1
     starts = range(0, n_sys, chunk)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         starts = tqdm(starts, desc="solving lens equation", unit="chunk")
     for s in starts:

@@ -148,20 +148,20 @@ _SIGMA_THETA = {
 #: Candidate priors compared in the geometry chapter (name -> spec).
 CANDIDATE_PRIORS: dict[str, dict] = {
     "uniform_theta_uniform_beta": {
-        "label": "θ_E ~ U(0.5, 2.5″), |β| ~ U(0, θ_E)", "theta_e": _REQUEST_THETA, "beta": _BETA_RADIUS, **_LENS_SHAPE},
+        "label": "U(θ_E) · U(|β|)", "theta_e": _REQUEST_THETA, "beta": _BETA_RADIUS, **_LENS_SHAPE},
     "uniform_theta_area_beta": {
-        "label": "θ_E ~ U(0.5, 2.5″), β uniform in area (|β| < θ_E)", "theta_e": _REQUEST_THETA, "beta": _BETA_AREA,
+        "label": "U(θ_E) · area(β)", "theta_e": _REQUEST_THETA, "beta": _BETA_AREA,
         **_LENS_SHAPE},
     "loguniform_theta_uniform_beta": {
-        "label": "θ_E log-uniform (0.5, 2.5″), |β| ~ U(0, θ_E)", "theta_e": _LOG_THETA, "beta": _BETA_RADIUS,
+        "label": "logU(θ_E) · U(|β|)", "theta_e": _LOG_THETA, "beta": _BETA_RADIUS,
         **_LENS_SHAPE},
     "loguniform_theta_area_beta": {
-        "label": "θ_E log-uniform (0.5, 2.5″), β uniform in area", "theta_e": _LOG_THETA, "beta": _BETA_AREA,
+        "label": "logU(θ_E) · area(β)", "theta_e": _LOG_THETA, "beta": _BETA_AREA,
         **_LENS_SHAPE},
     "physical_sigma_v": {
-        "label": "physical: θ_E from σ_v, z_l, z_s; β uniform in area", "theta_e": _SIGMA_THETA, "beta": _BETA_AREA,
+        "label": "σ_v(θ_E) · area(β)", "theta_e": _SIGMA_THETA, "beta": _BETA_AREA,
         **_LENS_SHAPE},
     "physical_detectable": {
-        "label": "physical + LensPop detectability cut (μ_tot ≥ 3)", "theta_e": _SIGMA_THETA, "beta": _BETA_AREA,
+        "label": "σ_v(θ_E) · area(β) · μ≥3", "theta_e": _SIGMA_THETA, "beta": _BETA_AREA,
         **_LENS_SHAPE, "min_total_mu": 3.0},
 }
