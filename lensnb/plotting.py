@@ -59,3 +59,40 @@ def core_box_scatter(ax, solved: pd.DataFrame, fwhm_arcsec: float, max_points: i
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
            xlabel="x offset from lens centre [pixels]", ylabel="y offset from lens centre [pixels]")
     ax.legend(loc="upper right", fontsize="small")
+
+
+def _stretch(img, scale):
+    return np.arcsinh(img / scale)
+
+
+def paired_gallery(stamps, ctrls, meta, band: int = 1, zoom: int = 10):
+    """Rows of examples: host (ctrl), host + arc, difference, and the difference's central zoom.
+
+    Images in one band (default r) with an asinh stretch; titles give theta_E, beta/theta_E and arc S/N.
+    """
+    from .config import CORE_SLICE, PIXEL_SCALE, STAMP_SIZE
+
+    n = len(meta)
+    fig, axes = plt.subplots(n, 4, figsize=(9, 2.3 * n), squeeze=False)
+    ext = np.array([-0.5, STAMP_SIZE - 0.5, -0.5, STAMP_SIZE - 0.5]) - (STAMP_SIZE - 1) / 2
+    for i in range(n):
+        s, c = stamps[i, band], ctrls[i, band]
+        d = s - c
+        scale = 3 * float(meta["noise_sigma_r"].iat[i]) if "noise_sigma_r" in meta else np.std(c)
+        vmax = np.arcsinh(np.percentile(s, 99.8) / scale)
+        for j, (img, title) in enumerate(((c, "host (ctrl)"), (s, "host + arc"), (d, "difference"))):
+            axes[i, j].imshow(_stretch(img, scale), origin="lower", cmap="gray_r", extent=ext * PIXEL_SCALE,
+                              vmin=-1, vmax=vmax)
+            axes[i, j].set_title(title, fontsize="small")
+        z = d[CORE_SLICE, CORE_SLICE]
+        h = zoom / 2 * PIXEL_SCALE
+        axes[i, 3].imshow(z, origin="lower", cmap="magma", extent=[-h, h, -h, h])
+        axes[i, 3].set_title("difference, central 10×10", fontsize="small")
+        axes[i, 0].set_ylabel(f"θ_E={meta['theta_e_arcsec'].iat[i]:.2f}″\nβ/θ_E={meta['beta_over_theta_e'].iat[i]:.2f}"
+                              f"\nS/N={meta['arc_snr'].iat[i]:.0f}\n[arcsec]", fontsize="small")
+        for ax in axes[i]:
+            ax.tick_params(labelsize="x-small")
+    for ax in axes[-1]:
+        ax.set_xlabel("[arcsec]", fontsize="small")
+    fig.tight_layout()
+    return fig

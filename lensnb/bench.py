@@ -1,0 +1,109 @@
+"""Benchmarks that print their figures (not timed tests).
+
+    python -m lensnb.bench simulate [--hosts 16 --per-host 10 --ref-pairs 30 --device cpu]
+
+Measures paired samples per second (host control stamp + host with arc, g/r/z, supersampling 3,
+Moffat PSF convolution, sky noise) for lensnb's batched torch simulator and for a lenstronomy loop
+doing the same work: each host's light rendered once per band, each arc ray-traced, supersampled
+and convolved with the same PSF kernel per band.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from . import populations
+from .config import PIXEL_SCALE, STAMP_SIZE
+from .lensing import default_device
+from .render import mag_to_nmgy, moffat_kernels, sersic_total_flux_per_amp
+from .simulate import simulate_batch
+
+
+def bench_lensnb(n_hosts: int, per_host: int, device, seed: int = 0, repeats: int = 2) -> float:
+    spec = populations.get_preset("request")
+    hosts = populations.sample_hosts(n_hosts, np.random.default_rng(seed))
+    simulate_batch(hosts.iloc[:2], 2, spec, seed, device=device)  # warm-up
+    best = np.inf
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        simulate_batch(hosts, per_host, spec, seed, device=device)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return n_hosts * per_host / best
+
+
+def bench_lenstronomy(n_pairs: int, per_host: int, seed: int = 0) -> float:
+    from lenstronomy.Data.imaging_data import ImageData
+    from lenstronomy.Data.psf import PSF
+    from lenstronomy.ImSim.image_model import ImageModel
+    from lenstronomy.LensModel.lens_model import LensModel
+    from lenstronomy.LightModel.light_model import LightModel
+    from lenstronomy.Util.param_util import phi_q2_ellipticity
+
+    spec = populations.get_preset("request")
+    rng = np.random.default_rng(seed)
+    n_hosts = max(1, n_pairs // per_host)
+    hosts = populations.sample_hosts(n_hosts, rng)
+    c = (STAMP_SIZE - 1) / 2
+    data = ImageData(image_data=np.zeros((STAMP_SIZE, STAMP_SIZE)), ra_at_xy_0=-c * PIXEL_SCALE,
+                     dec_at_xy_0=-c * PIXEL_SCALE, transform_pix2angle=np.eye(2) * PIXEL_SCALE)
+    t0 = time.perf_counter()
+    done = 0
+    for _, h in hosts.iterrows():
+        inj = populations.sample_injections(h, per_host, spec, rng)
+        he1, he2 = phi_q2_ellipticity(h.host_phi_rad, h.host_q)
+        models = []
+        ctrl = []
+        for band in "grz":
+            kernel = moffat_kernels(torch.tensor([h[f"psf_fwhm_used_{band}"]], dtype=torch.float64))[0].numpy()
+            m = ImageModel(data, PSF(psf_type="PIXEL", kernel_point_source=kernel),
+                           lens_model_class=LensModel(["SIE", "SHEAR"]), source_model_class=LightModel(["SERSIC_ELLIPSE"]),
+                           lens_light_model_class=LightModel(["SERSIC_ELLIPSE"]), kwargs_numerics={"supersampling_factor": 3})
+            amp = mag_to_nmgy(h[f"host_mag_{band}"]) / sersic_total_flux_per_amp(h.host_r_eff_arcsec, h.host_n_sersic)
+            kll = [dict(amp=float(amp), R_sersic=h.host_r_eff_arcsec, n_sersic=h.host_n_sersic, e1=he1, e2=he2,
+                        center_x=0, center_y=0)]
+            host = m.image(kwargs_lens_light=kll, source_add=False, lens_light_add=True)
+            ctrl.append(host + rng.standard_normal(host.shape) * h[f"noise_sigma_{band}"])
+            models.append(m)
+        for _, r in inj.iterrows():
+            se1, se2 = phi_q2_ellipticity(r.src_phi_rad, r.src_q)
+            kl = [dict(theta_E=r.theta_e_arcsec, e1=r.lens_e1, e2=r.lens_e2, center_x=0, center_y=0),
+                  dict(gamma1=r.shear_gamma1, gamma2=r.shear_gamma2, ra_0=0, dec_0=0)]
+            fpa = sersic_total_flux_per_amp(r.src_r_eff_arcsec, 1.0)
+            for b, band in enumerate("grz"):
+                ks = [dict(amp=float(mag_to_nmgy(r[f"src_mag_{band}"]) / fpa), R_sersic=r.src_r_eff_arcsec,
+                           n_sersic=1.0, e1=se1, e2=se2, center_x=r.src_x_arcsec, center_y=r.src_y_arcsec)]
+                _ = ctrl[b] + models[b].image(kwargs_lens=kl, kwargs_source=ks)
+            done += 1
+    return done / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lensnb.bench")
+    sub = ap.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("simulate", help="paired samples per second, lensnb vs a lenstronomy loop")
+    s.add_argument("--hosts", type=int, default=16)
+    s.add_argument("--per-host", type=int, default=10)
+    s.add_argument("--ref-pairs", type=int, default=30, help="pairs for the (slow) lenstronomy loop; 0 skips it")
+    s.add_argument("--device", default=None)
+    a = ap.parse_args(argv)
+    device = torch.device(a.device) if a.device else default_device()
+    print(f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else 'CPU'}), "
+          f"torch threads: {torch.get_num_threads()}")
+    rate = bench_lensnb(a.hosts, a.per_host, device)
+    print(f"lensnb:      {rate:10.1f} paired samples/s  ({a.hosts} hosts x {a.per_host} injections per batch)")
+    if a.ref_pairs:
+        ref = bench_lenstronomy(a.ref_pairs, a.per_host)
+        print(f"lenstronomy: {ref:10.1f} paired samples/s  ({a.ref_pairs} pairs, loop)")
+        print(f"ratio:       {rate / ref:10.1f} x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Host LRGs, lens parameters and source galaxies: the simulator's populations and presets.
+
+Sources of the numbers (``shared/science/simulation_priors.md``):
+
+* Host LRGs (§2): z-band magnitude, g-r, r-z, half-light radius and axis ratio per Tractor type
+  from percentiles of desitarget's DR9 LRG Gaussian mixtures (Note C; medians and 16-84% ranges,
+  drawn here as normals / lognormals with those quantiles); type mix from the DR9 fractype table
+  near z = 19.25 (DEV 0.33, SER 0.31, REX 0.28, EXP 0.06 -> REX and EXP drawn as exponentials).
+  Redshift uniform over the DESI LRG range 0.4-1.0 (Zhou+23), independent of magnitude (no
+  verified colour/magnitude-redshift relation was found: marked U in the priors). Velocity
+  dispersion log10 sigma ~ N(2.3, 0.1) km/s (desitarget's LRG mock: an assumption, not a measurement).
+  Sersic index: 4 for DEV, U(2, 6) for SER (no measured distribution found), 1 for REX/EXP.
+* Sources (§4): exponential (n = 1) discs; unlensed r magnitude, size and colours from LensPop's
+  DES-detectable population (r 24.2, 16-84%: 23.3-25.5; R_e 0.31", 0.12-0.56"; g-r -0.01,
+  -0.14-0.39); r-z is not tabulated there and is drawn like g-r (a flat-spectrum assumption);
+  axis ratio 1 - Rayleigh(0.3), at least 0.2 (LensPop).
+* Neighbours: Poisson numbers of faint galaxies and stars per stamp (assumed densities, no
+  verified source; see ``NEIGHBOURS``).
+
+Presets are plain dicts (see ``PRESETS``); every prior is a key that a caller can override.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+
+from .config import PIXEL_SCALE, STAMP_SIZE
+from .priors import einstein_radius_sis
+from .survey import sample_psf_fwhm
+
+# type: (fraction, z mag (median, p16, p84), g-r, r-z, R_e [arcsec], b/a)
+HOST_TYPES = {
+    "DEV": (0.33, (19.6, 18.8, 20.3), (1.80, 1.48, 2.09), (1.49, 1.13, 1.86), (1.06, 0.64, 1.80), (0.64, 0.43, 0.80)),
+    "SER": (0.31, (18.6, 18.0, 19.3), (1.68, 1.39, 1.86), (1.02, 0.86, 1.26), (1.69, 1.04, 2.72), (0.61, 0.35, 0.80)),
+    "EXP": (0.36, (20.0, 19.3, 20.6), (1.53, 1.18, 1.92), (1.37, 1.01, 1.76), (1.02, 0.66, 1.58), (0.47, 0.32, 0.60)),
+}
+# Coadd per-pixel noise [nmgy/pixel], DR9 south: median, 16%, 84% (simulation_priors.md §1, Note B)
+NOISE_SIGMA = {"g": (0.0031, 0.0023, 0.0040), "r": (0.0044, 0.0029, 0.0062), "z": (0.0117, 0.0085, 0.0154)}
+# Assumed neighbour densities per 64x64 stamp (0.078 arcmin^2): not from a verified source.
+NEIGHBOURS = {"galaxies_per_stamp": 0.6, "galaxy_r_mag": (20.0, 23.5), "stars_per_stamp": 0.15,
+              "star_r_mag": (17.0, 22.0)}
+
+
+def _normal_q(rng, med, p16, p84, n):
+    return med + 0.5 * (p84 - p16) * rng.standard_normal(n)
+
+
+def _lognormal_q(rng, med, p16, p84, n):
+    return med * np.exp(0.5 * np.log(p84 / p16) * rng.standard_normal(n))
+
+
+PRESETS: dict[str, dict] = {
+    "request": {
+        "description": "Priors that reproduce the request's stated geometry: theta_E ~ U(0.5, 2.5) arcsec "
+                       "independent of the host, |beta| ~ U(0, theta_E) (median beta = 0.5 theta_E). The "
+                       "request does not state source brightness; sources are ~1.5 mag brighter than "
+                       "LensPop's detectable population so that arcs are visible, as injection sets usually are.",
+        "theta_e": {"dist": "uniform", "low": 0.5, "high": 2.5},
+        "beta": {"dist": "uniform_radius", "max_over_theta_e": 1.0},
+        "mass_e_sd": 0.1, "shear_sd": 0.05,
+        "src_mag_r": {"median": 22.7, "p16": 21.8, "p84": 24.0},
+        "src_r_eff": {"median": 0.31, "p16": 0.12, "p84": 0.56},
+        "zs_median": 1.85, "zs_log_sd": 0.3,
+    },
+    "physical": {
+        "description": "Host-consistent theta_E from the host's sigma_v and z_l and the source z_s; beta uniform "
+                       "in area within 2/3 theta_E (for an SIS: total magnification >= 3, LensPop's "
+                       "detectability cut); source magnitudes and sizes from LensPop's DES-detectable "
+                       "population.",
+        "theta_e": {"dist": "host"},
+        "beta": {"dist": "uniform_area", "max_over_theta_e": 2.0 / 3.0},
+        "mass_e_sd": 0.1, "shear_sd": 0.05,
+        "src_mag_r": {"median": 24.2, "p16": 23.3, "p84": 25.5},
+        "src_r_eff": {"median": 0.31, "p16": 0.12, "p84": 0.56},
+        "zs_median": 1.85, "zs_log_sd": 0.3,
+    },
+}
+
+
+def get_preset(name: str, overrides: dict | None = None) -> dict:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
+    out = copy.deepcopy(PRESETS[name])
+    for k, v in (overrides or {}).items():
+        if k not in out:
+            raise ValueError(f"preset {name!r}: unknown key {k!r}; keys: {sorted(out)}")
+        out[k] = v
+    return out
+
+
+def _brickname(ra, dec):
+    """Legacy Surveys-style brick name on a 0.25 deg grid, e.g. '1234p050'."""
+    dec_c = np.round(np.asarray(dec) / 0.25) * 0.25
+    ra_c = np.round(np.asarray(ra) / 0.25) * 0.25 % 360
+    return [f"{int(round(r * 10)):04d}{'p' if d >= 0 else 'm'}{int(round(abs(d) * 10)):03d}" for r, d in zip(ra_c, dec_c)]
+
+
+def sample_hosts(n: int, rng: np.random.Generator, hosts_per_brick: float = 4.0) -> pd.DataFrame:
+    """Draw ``n`` host LRGs with identity (ra, dec, brickname), photometry, shape and observing conditions."""
+    n_bricks = max(1, int(round(n / hosts_per_brick)))
+    brick_ra = rng.uniform(0, 360, n_bricks)
+    brick_dec = rng.uniform(-20, 30, n_bricks)
+    b = rng.integers(0, n_bricks, n)
+    ra = (brick_ra[b] + rng.uniform(-0.125, 0.125, n)) % 360
+    dec = brick_dec[b] + rng.uniform(-0.125, 0.125, n)
+    names = list(HOST_TYPES)
+    frac = np.array([HOST_TYPES[t][0] for t in names])
+    ti = rng.choice(len(names), size=n, p=frac / frac.sum())
+    cols = {k: np.empty(n) for k in ("mag_z", "g_r", "r_z", "r_eff", "q")}
+    for i, t in enumerate(names):
+        m = ti == i
+        k = int(m.sum())
+        _, zmag, gr, rz, reff, ba = HOST_TYPES[t]
+        cols["mag_z"][m] = _normal_q(rng, *zmag, k)
+        cols["g_r"][m] = _normal_q(rng, *gr, k)
+        cols["r_z"][m] = _normal_q(rng, *rz, k)
+        cols["r_eff"][m] = _lognormal_q(rng, *reff, k)
+        cols["q"][m] = _normal_q(rng, *ba, k)
+    htype = np.array(names)[ti]
+    n_sersic = np.where(htype == "DEV", 4.0, np.where(htype == "SER", rng.uniform(2.0, 6.0, n), 1.0))
+    df = pd.DataFrame({
+        "host_id": np.arange(n), "ra": ra, "dec": dec, "brickname": _brickname(ra, dec),
+        "host_type": htype, "host_z": rng.uniform(0.4, 1.0, n),
+        "host_sigma_v_kms": 10 ** rng.normal(2.3, 0.1, n),
+        "host_mag_z": cols["mag_z"], "host_mag_r": cols["mag_z"] + cols["r_z"],
+        "host_mag_g": cols["mag_z"] + cols["r_z"] + cols["g_r"],
+        "host_r_eff_arcsec": np.clip(cols["r_eff"], 0.2, 6.0), "host_n_sersic": n_sersic,
+        "host_q": np.clip(cols["q"], 0.2, 1.0), "host_phi_rad": rng.uniform(0, np.pi, n),
+    })
+    for band in "grz":
+        df[f"psf_fwhm_used_{band}"] = sample_psf_fwhm(band, n, rng)
+    for band in "grz":
+        df[f"noise_sigma_{band}"] = _lognormal_q(rng, *NOISE_SIGMA[band], n)
+    df["n_neighbours"] = rng.poisson(NEIGHBOURS["galaxies_per_stamp"], n)
+    df["n_stars"] = rng.poisson(NEIGHBOURS["stars_per_stamp"], n)
+    return df
+
+
+def sample_neighbours(host: pd.Series, rng: np.random.Generator) -> pd.DataFrame:
+    """Neighbouring galaxies (exponential) and stars (point sources) placed anywhere on the stamp."""
+    half = STAMP_SIZE / 2 * PIXEL_SCALE
+    ng, ns = int(host["n_neighbours"]), int(host["n_stars"])
+    k = ng + ns
+    mag_r = np.concatenate([rng.uniform(*NEIGHBOURS["galaxy_r_mag"], ng), rng.uniform(*NEIGHBOURS["star_r_mag"], ns)])
+    g_r = np.concatenate([rng.normal(0.8, 0.4, ng), rng.normal(1.0, 0.5, ns)])
+    r_z = np.concatenate([rng.normal(0.5, 0.3, ng), rng.normal(0.6, 0.4, ns)])
+    return pd.DataFrame({
+        "x": rng.uniform(-half, half, k), "y": rng.uniform(-half, half, k),
+        "r_eff": np.concatenate([_lognormal_q(rng, 0.5, 0.3, 0.8, ng), np.full(ns, 0.0)]),
+        "q": np.concatenate([rng.uniform(0.3, 1.0, ng), np.ones(ns)]), "phi": rng.uniform(0, np.pi, k),
+        "mag_g": mag_r + g_r, "mag_r": mag_r, "mag_z": mag_r - r_z, "star": np.r_[np.zeros(ng, bool), np.ones(ns, bool)],
+    })
+
+
+def sample_injections(host: pd.Series, k: int, preset: dict, rng: np.random.Generator) -> pd.DataFrame:
+    """Draw ``k`` lens + source configurations for one host."""
+    z_s = preset["zs_median"] * np.exp(preset["zs_log_sd"] * rng.standard_normal(k))
+    z_s = np.maximum(z_s, host["host_z"] + 0.1)
+    te = preset["theta_e"]
+    if te["dist"] == "host":
+        theta_e = einstein_radius_sis(host["host_sigma_v_kms"], host["host_z"], z_s)
+    elif te["dist"] == "uniform":
+        theta_e = rng.uniform(te["low"], te["high"], k)
+    elif te["dist"] == "loguniform":
+        theta_e = np.exp(rng.uniform(np.log(te["low"]), np.log(te["high"]), k))
+    else:
+        raise ValueError(f"unknown theta_e.dist {te['dist']!r}")
+    theta_e = np.maximum(np.asarray(theta_e, dtype=float) * np.ones(k), 0.05)
+    bmax = preset["beta"]["max_over_theta_e"]
+    u = rng.uniform(0, 1, k)
+    frac = bmax * (u if preset["beta"]["dist"] == "uniform_radius" else np.sqrt(u))
+    ang = rng.uniform(0, 2 * np.pi, k)
+    e1, e2 = rng.normal(0, preset["mass_e_sd"], k), rng.normal(0, preset["mass_e_sd"], k)
+    from .lensing import ellipticity_to_q_phi
+
+    lq, lphi = ellipticity_to_q_phi(e1, e2)
+    sm = preset["src_mag_r"]
+    mag_r = _normal_q(rng, sm["median"], sm["p16"], sm["p84"], k)
+    g_r = _normal_q(rng, -0.01, -0.14, 0.39, k)
+    r_z = _normal_q(rng, -0.01, -0.14, 0.39, k)
+    sr = preset["src_r_eff"]
+    src_q = np.clip(1 - rng.rayleigh(0.3, k), 0.2, 1.0)
+    return pd.DataFrame({
+        "theta_e_arcsec": theta_e, "lens_e1": e1, "lens_e2": e2, "lens_q": lq, "lens_phi_rad": lphi,
+        "shear_gamma1": rng.normal(0, preset["shear_sd"], k), "shear_gamma2": rng.normal(0, preset["shear_sd"], k),
+        "beta_arcsec": frac * theta_e, "beta_over_theta_e": frac,
+        "src_x_arcsec": frac * theta_e * np.cos(ang), "src_y_arcsec": frac * theta_e * np.sin(ang),
+        "src_z": z_s, "src_mag_r": mag_r, "src_mag_g": mag_r + g_r, "src_mag_z": mag_r - r_z,
+        "src_r_eff_arcsec": np.clip(_lognormal_q(rng, sr["median"], sr["p16"], sr["p84"], k), 0.03, 1.5),
+        "src_n_sersic": np.ones(k), "src_q": src_q, "src_phi_rad": rng.uniform(0, np.pi, k),
+    })
