@@ -92,6 +92,7 @@ def convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Convolve (..., S, S) images with centred (..., K, K) kernels (same leading shape) via FFT."""
     S, K = images.shape[-1], kernels.shape[-1]
     n = S + K - 1
+    n = next(m for m in (64, 72, 80, 96, 128, 144, 160, 192, 256, 1 << 30) if m >= n)  # FFT-friendly size
     fi = torch.fft.rfft2(images, s=(n, n))
     fk = torch.fft.rfft2(kernels, s=(n, n))
     full = torch.fft.irfft2(fi * fk, s=(n, n))

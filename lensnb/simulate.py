@@ -107,7 +107,8 @@ def simulate_batch(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, 
             var = np.clip(arcs[j], 0, None) / ELECTRONS_PER_NMGY
             stamps[j] += (rng.standard_normal(var.shape) * np.sqrt(var)).astype(np.float32)
     im = find_images(meta["src_x_arcsec"], meta["src_y_arcsec"], meta["theta_e_arcsec"], meta["lens_q"],
-                     meta["lens_phi_rad"], meta["shear_gamma1"], meta["shear_gamma2"], device="cpu")
+                     meta["lens_phi_rad"], meta["shear_gamma1"], meta["shear_gamma2"], device="cpu",
+                     n_radial=60, n_angular=64)
     meta["n_images"] = im.n
     meta["inner_image_r_arcsec"] = np.where(im.n >= 2, im.r[:, 0], np.nan)
     meta["total_magnification"] = np.nansum(np.abs(im.mu), axis=1)
