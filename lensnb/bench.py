@@ -55,8 +55,9 @@ def bench_lenstronomy(n_pairs: int, per_host: int, seed: int = 0) -> float:
                      dec_at_xy_0=-c * PIXEL_SCALE, transform_pix2angle=np.eye(2) * PIXEL_SCALE)
     t0 = time.perf_counter()
     done = 0
-    for _, h in hosts.iterrows():
-        inj = populations.sample_injections(h, per_host, spec, rng)
+    injections = populations.sample_injections(hosts, per_host, spec, seed)
+    for hrow, (_, h) in enumerate(hosts.iterrows()):
+        inj = injections[injections["host_row"] == hrow]
         he1, he2 = phi_q2_ellipticity(h.host_phi_rad, h.host_q)
         models = []
         ctrl = []

@@ -164,7 +164,7 @@ def find_images(
     newton_iter: int = 25,
     tol: float = 1e-9,
     max_images: int = 5,
-    chunk: int = 256,
+    chunk: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> Images:
@@ -185,6 +185,7 @@ def find_images(
     dropped, and duplicates merged.
     """
     device = torch.device(device) if device is not None else default_device()
+    chunk = chunk or (16384 if device.type == "cuda" else 256)
     arrays = [np.array(np.atleast_1d(a), dtype=float) for a in (src_x, src_y, theta_e, q, phi, gamma1, gamma2)]
     n_sys = max(a.size for a in arrays)
     arrays = [np.broadcast_to(a, (n_sys,)).copy() for a in arrays]
@@ -258,18 +259,23 @@ def find_images(
         te_np = te.cpu().numpy()
         order = np.lexsort((np.hypot(x, y), k))
         k, x, y, mu = k[order], x[order], y[order], mu[order]
-        bounds = np.searchsorted(k, np.arange(m + 1))
-        for j in range(m):
-            lo, hi = bounds[j], bounds[j + 1]
-            kept: list[int] = []
-            for c in range(lo, hi):
-                if all(np.hypot(x[c] - x[o], y[c] - y[o]) > 1e-6 * te_np[j] for o in kept):
-                    kept.append(c)
-            if len(kept) > max_images:
-                raise RuntimeError(f"system {s + j}: {len(kept)} images found (> max_images={max_images})")
-            row = s + j
-            out_n[row] = len(kept)
-            out_x[row, : len(kept)] = x[kept]
-            out_y[row, : len(kept)] = y[kept]
-            out_mu[row, : len(kept)] = mu[kept]
+        # merge duplicates: a candidate within 1e-6 theta_E of one of the few preceding candidates of
+        # the same system (sorted by radius, copies of one image are neighbours) is the same image
+        dup = np.zeros(len(k), dtype=bool)
+        for sft in range(1, 7):
+            if sft >= len(k):
+                break
+            same = k[sft:] == k[:-sft]
+            close = np.hypot(x[sft:] - x[:-sft], y[sft:] - y[:-sft]) <= 1e-6 * te_np[k[sft:]]
+            dup[sft:] |= same & close
+        k, x, y, mu = k[~dup], x[~dup], y[~dup], mu[~dup]
+        counts = np.bincount(k, minlength=m)
+        if counts.max(initial=0) > max_images:
+            j = int(np.argmax(counts))
+            raise RuntimeError(f"system {s + j}: {counts[j]} images found (> max_images={max_images})")
+        rank = np.arange(len(k)) - np.searchsorted(k, np.arange(m))[k]
+        out_n[s : s + m] = counts
+        out_x[s + k, rank] = x
+        out_y[s + k, rank] = y
+        out_mu[s + k, rank] = mu
     return Images(out_x, out_y, out_mu, out_n)

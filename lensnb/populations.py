@@ -138,56 +138,87 @@ def sample_hosts(n: int, rng: np.random.Generator, hosts_per_brick: float = 4.0)
     return df
 
 
-def sample_neighbours(host: pd.Series, rng: np.random.Generator) -> pd.DataFrame:
-    """Neighbouring galaxies (exponential) and stars (point sources) placed anywhere on the stamp."""
+_NB_DRAWS = 8  # uniform variates per neighbour
+
+
+def sample_neighbours(hosts: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Neighbouring galaxies (exponential discs) and stars (point sources) anywhere on each host's stamp.
+
+    One row per neighbour with its ``host_row`` (position of the host in ``hosts``); the random
+    stream of each host is keyed by (seed, host_id), so the result does not depend on batching.
+    """
+    from scipy.special import ndtri
+
     half = STAMP_SIZE / 2 * PIXEL_SCALE
-    ng, ns = int(host["n_neighbours"]), int(host["n_stars"])
-    k = ng + ns
-    mag_r = np.concatenate([rng.uniform(*NEIGHBOURS["galaxy_r_mag"], ng), rng.uniform(*NEIGHBOURS["star_r_mag"], ns)])
-    g_r = np.concatenate([rng.normal(0.8, 0.4, ng), rng.normal(1.0, 0.5, ns)])
-    r_z = np.concatenate([rng.normal(0.5, 0.3, ng), rng.normal(0.6, 0.4, ns)])
+    ng = hosts["n_neighbours"].to_numpy(int)
+    ns = hosts["n_stars"].to_numpy(int)
+    u = [np.random.default_rng([seed, 4, int(h)]).random((_NB_DRAWS, g + t))
+         for h, g, t in zip(hosts["host_id"], ng, ns)]
+    if not sum(x.shape[1] for x in u):
+        return pd.DataFrame(columns=["host_row", "x", "y", "r_eff", "q", "phi", "mag_g", "mag_r", "mag_z", "star"])
+    u = np.concatenate(u, axis=1)
+    host_row = np.repeat(np.arange(len(hosts)), ng + ns)
+    star = np.concatenate([np.r_[np.zeros(g, bool), np.ones(t, bool)] for g, t in zip(ng, ns)])
+    lo = np.where(star, NEIGHBOURS["star_r_mag"][0], NEIGHBOURS["galaxy_r_mag"][0])
+    hi = np.where(star, NEIGHBOURS["star_r_mag"][1], NEIGHBOURS["galaxy_r_mag"][1])
+    mag_r = lo + (hi - lo) * u[2]
+    g_r = np.where(star, 1.0 + 0.5 * ndtri(u[3]), 0.8 + 0.4 * ndtri(u[3]))
+    r_z = np.where(star, 0.6 + 0.4 * ndtri(u[4]), 0.5 + 0.3 * ndtri(u[4]))
     return pd.DataFrame({
-        "x": rng.uniform(-half, half, k), "y": rng.uniform(-half, half, k),
-        "r_eff": np.concatenate([_lognormal_q(rng, 0.5, 0.3, 0.8, ng), np.full(ns, 0.0)]),
-        "q": np.concatenate([rng.uniform(0.3, 1.0, ng), np.ones(ns)]), "phi": rng.uniform(0, np.pi, k),
-        "mag_g": mag_r + g_r, "mag_r": mag_r, "mag_z": mag_r - r_z, "star": np.r_[np.zeros(ng, bool), np.ones(ns, bool)],
+        "host_row": host_row, "x": (2 * u[0] - 1) * half, "y": (2 * u[1] - 1) * half,
+        "r_eff": np.where(star, 0.0, 0.5 * np.exp(0.5 * np.log(0.8 / 0.3) * ndtri(u[5]))),
+        "q": np.where(star, 1.0, 0.3 + 0.7 * u[6]), "phi": np.pi * u[7],
+        "mag_g": mag_r + g_r, "mag_r": mag_r, "mag_z": mag_r - r_z, "star": star,
     })
 
 
-def sample_injections(host: pd.Series, k: int, preset: dict, rng: np.random.Generator) -> pd.DataFrame:
-    """Draw ``k`` lens + source configurations for one host."""
-    z_s = preset["zs_median"] * np.exp(preset["zs_log_sd"] * rng.standard_normal(k))
-    z_s = np.maximum(z_s, host["host_z"] + 0.1)
-    te = preset["theta_e"]
-    if te["dist"] == "host":
-        theta_e = einstein_radius_sis(host["host_sigma_v_kms"], host["host_z"], z_s)
-    elif te["dist"] == "uniform":
-        theta_e = rng.uniform(te["low"], te["high"], k)
-    elif te["dist"] == "loguniform":
-        theta_e = np.exp(rng.uniform(np.log(te["low"]), np.log(te["high"]), k))
-    else:
-        raise ValueError(f"unknown theta_e.dist {te['dist']!r}")
-    theta_e = np.maximum(np.asarray(theta_e, dtype=float) * np.ones(k), 0.05)
-    bmax = preset["beta"]["max_over_theta_e"]
-    u = rng.uniform(0, 1, k)
-    frac = bmax * (u if preset["beta"]["dist"] == "uniform_radius" else np.sqrt(u))
-    ang = rng.uniform(0, 2 * np.pi, k)
-    e1, e2 = rng.normal(0, preset["mass_e_sd"], k), rng.normal(0, preset["mass_e_sd"], k)
+_INJ_DRAWS = 15  # uniform variates per injection
+
+
+def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int) -> pd.DataFrame:
+    """Draw ``k`` lens + source configurations for each host (rows grouped by host, in host order).
+
+    Each host's variates come from its own stream keyed by (seed, host_id); the transforms to
+    physical parameters are vectorised over the whole batch. Adds ``host_row`` (position in ``hosts``).
+    """
+    from scipy.special import ndtri
+
     from .lensing import ellipticity_to_q_phi
 
+    H = len(hosts)
+    u = np.concatenate([np.random.default_rng([seed, 1, int(h)]).random((_INJ_DRAWS, k)) for h in hosts["host_id"]],
+                       axis=1)
+    u = np.clip(u, 1e-12, 1 - 1e-12)
+    host_row = np.repeat(np.arange(H), k)
+    z_l = hosts["host_z"].to_numpy(float)[host_row]
+    z_s = np.maximum(preset["zs_median"] * np.exp(preset["zs_log_sd"] * ndtri(u[0])), z_l + 0.1)
+    te = preset["theta_e"]
+    if te["dist"] == "host":
+        theta_e = einstein_radius_sis(hosts["host_sigma_v_kms"].to_numpy(float)[host_row], z_l, z_s)
+    elif te["dist"] == "uniform":
+        theta_e = te["low"] + (te["high"] - te["low"]) * u[1]
+    elif te["dist"] == "loguniform":
+        theta_e = np.exp(np.log(te["low"]) + np.log(te["high"] / te["low"]) * u[1])
+    else:
+        raise ValueError(f"unknown theta_e.dist {te['dist']!r}")
+    theta_e = np.maximum(theta_e, 0.05)
+    bmax = preset["beta"]["max_over_theta_e"]
+    frac = bmax * (u[2] if preset["beta"]["dist"] == "uniform_radius" else np.sqrt(u[2]))
+    ang = 2 * np.pi * u[3]
+    e1, e2 = preset["mass_e_sd"] * ndtri(u[4]), preset["mass_e_sd"] * ndtri(u[5])
     lq, lphi = ellipticity_to_q_phi(e1, e2)
-    sm = preset["src_mag_r"]
-    mag_r = _normal_q(rng, sm["median"], sm["p16"], sm["p84"], k)
-    g_r = _normal_q(rng, -0.01, -0.14, 0.39, k)
-    r_z = _normal_q(rng, -0.01, -0.14, 0.39, k)
-    sr = preset["src_r_eff"]
-    src_q = np.clip(1 - rng.rayleigh(0.3, k), 0.2, 1.0)
+    sm, sr = preset["src_mag_r"], preset["src_r_eff"]
+    mag_r = sm["median"] + 0.5 * (sm["p84"] - sm["p16"]) * ndtri(u[6])
+    g_r = -0.01 + 0.5 * (0.39 + 0.14) * ndtri(u[7])
+    r_z = -0.01 + 0.5 * (0.39 + 0.14) * ndtri(u[8])
+    r_eff = np.clip(sr["median"] * np.exp(0.5 * np.log(sr["p84"] / sr["p16"]) * ndtri(u[9])), 0.03, 1.5)
+    src_q = np.clip(1 - 0.3 * np.sqrt(-2 * np.log(1 - u[10])), 0.2, 1.0)  # 1 - Rayleigh(0.3)
     return pd.DataFrame({
+        "host_row": host_row,
         "theta_e_arcsec": theta_e, "lens_e1": e1, "lens_e2": e2, "lens_q": lq, "lens_phi_rad": lphi,
-        "shear_gamma1": rng.normal(0, preset["shear_sd"], k), "shear_gamma2": rng.normal(0, preset["shear_sd"], k),
+        "shear_gamma1": preset["shear_sd"] * ndtri(u[11]), "shear_gamma2": preset["shear_sd"] * ndtri(u[12]),
         "beta_arcsec": frac * theta_e, "beta_over_theta_e": frac,
         "src_x_arcsec": frac * theta_e * np.cos(ang), "src_y_arcsec": frac * theta_e * np.sin(ang),
         "src_z": z_s, "src_mag_r": mag_r, "src_mag_g": mag_r + g_r, "src_mag_z": mag_r - r_z,
-        "src_r_eff_arcsec": np.clip(_lognormal_q(rng, sr["median"], sr["p16"], sr["p84"], k), 0.03, 1.5),
-        "src_n_sersic": np.ones(k), "src_q": src_q, "src_phi_rad": rng.uniform(0, np.pi, k),
+        "src_r_eff_arcsec": r_eff, "src_n_sersic": np.ones(H * k), "src_q": src_q, "src_phi_rad": np.pi * u[13],
     })

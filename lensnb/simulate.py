@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import dataset, populations
-from .config import CORE_SLICE, STAMP_SIZE
+from . import dataset, populations, rng
+from .config import CENTER_PIX, CORE_SLICE, PIXEL_SCALE, STAMP_SIZE
 from .lensing import default_device, find_images
 from .render import (
     MOFFAT_BETA, convolve, mag_to_nmgy, moffat_kernels, render_arcs, render_sersic, sersic_total_flux_per_amp,
@@ -34,54 +34,58 @@ def _t(a, device, dtype=torch.float32):
     return torch.as_tensor(np.array(a, dtype=np.float64), dtype=dtype, device=device)
 
 
-def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: bool, device) -> np.ndarray:
-    """Control stamps (H, 3, 64, 64) [nmgy/pixel] for a batch of hosts (noise keyed by host_id)."""
+def _amps(frame: pd.DataFrame, prefix: str, r_eff, n) -> np.ndarray:
+    """Sersic amplitudes (N, 3) [nmgy / arcsec^2] from total magnitudes ``{prefix}{band}``."""
+    return np.stack([mag_to_nmgy(frame[f"{prefix}{b}"]) for b in BANDS], 1) / sersic_total_flux_per_amp(r_eff, n)[:, None]
+
+
+def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: bool, device):
+    """Control stamps (H, 3, 64, 64) [nmgy/pixel] on ``device`` for a batch of hosts, and their PSF kernels.
+
+    Host light and neighbours are rendered in one batch each; the noise is a counter-based function
+    of (seed, host_id) (``lensnb.rng``), so it does not depend on the batch.
+    """
     H = len(hosts)
-    amps = np.stack([mag_to_nmgy(hosts[f"host_mag_{b}"]) for b in BANDS], 1) / sersic_total_flux_per_amp(
-        hosts["host_r_eff_arcsec"], hosts["host_n_sersic"])[:, None]
     params = {"x": _t(np.zeros(H), device), "y": _t(np.zeros(H), device),
               "r_eff": _t(hosts["host_r_eff_arcsec"], device), "n": _t(hosts["host_n_sersic"], device),
               "q": _t(hosts["host_q"], device), "phi": _t(hosts["host_phi_rad"], device)}
+    amps = _amps(hosts, "host_mag_", hosts["host_r_eff_arcsec"], hosts["host_n_sersic"])
     img = render_sersic(params, _t(amps, device), supersample)
-    for i, (_, h) in enumerate(hosts.iterrows()):
-        rng = np.random.default_rng([seed, 4, int(h["host_id"])])
-        nb = populations.sample_neighbours(h, rng)
-        gal = nb[~nb["star"]]
-        if len(gal):
-            a = np.stack([mag_to_nmgy(gal[f"mag_{b}"]) for b in BANDS], 1) / sersic_total_flux_per_amp(
-                gal["r_eff"], np.ones(len(gal)))[:, None]
-            p = {k: _t(gal[k2], device) for k, k2 in (("x", "x"), ("y", "y"), ("r_eff", "r_eff"), ("q", "q"), ("phi", "phi"))}
-            p["n"] = _t(np.ones(len(gal)), device)
-            img[i] += render_sersic(p, _t(a, device), supersample).sum(0)
-        for _, s in nb[nb["star"]].iterrows():
-            col = int(round(s["x"] / 0.262 + (STAMP_SIZE - 1) / 2))
-            row = int(round(s["y"] / 0.262 + (STAMP_SIZE - 1) / 2))
-            if 0 <= row < STAMP_SIZE and 0 <= col < STAMP_SIZE:
-                img[i, :, row, col] += _t([mag_to_nmgy(s[f"mag_{b}"]) for b in BANDS], device)
+    nb = populations.sample_neighbours(hosts, seed)
+    gal = nb[~nb["star"].astype(bool)]
+    if len(gal):
+        p = {c: _t(gal[c], device) for c in ("x", "y", "r_eff", "q", "phi")}
+        p["n"] = _t(np.ones(len(gal)), device)
+        a = _amps(gal, "mag_", gal["r_eff"], np.ones(len(gal)))
+        img.index_add_(0, torch.as_tensor(gal["host_row"].to_numpy(np.int64), device=device),
+                       render_sersic(p, _t(a, device), supersample))
+    stars = nb[nb["star"].astype(bool)]
+    if len(stars):
+        col = np.rint(stars["x"].to_numpy(float) / PIXEL_SCALE + CENTER_PIX).astype(np.int64)
+        row = np.rint(stars["y"].to_numpy(float) / PIXEL_SCALE + CENTER_PIX).astype(np.int64)
+        ok = (row >= 0) & (row < STAMP_SIZE) & (col >= 0) & (col < STAMP_SIZE)
+        hr = stars["host_row"].to_numpy(np.int64)[ok]
+        flux = _t(np.stack([mag_to_nmgy(stars[f"mag_{b}"].to_numpy(float)[ok]) for b in BANDS], 1), device)
+        for b in range(3):
+            idx = tuple(torch.as_tensor(v, device=device) for v in (hr, np.full(len(hr), b), row[ok], col[ok]))
+            img.index_put_(idx, flux[:, b], accumulate=True)
     fwhm = _t(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(), device, torch.float64)
     kernels = moffat_kernels(fwhm).to(img.dtype)
-    out = convolve(img, kernels).cpu().numpy()
+    out = convolve(img, kernels)
     if noise:
-        for i, (_, h) in enumerate(hosts.iterrows()):
-            rng = np.random.default_rng([seed, 2, int(h["host_id"])])
-            sig = np.array([h[f"noise_sigma_{b}"] for b in BANDS])
-            out[i] += (rng.standard_normal((3, STAMP_SIZE, STAMP_SIZE)) * sig[:, None, None]).astype(np.float32)
-    return out.astype(np.float32), kernels
+        sig = _t(hosts[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
+        out = out + rng.normal(seed, 2, hosts["host_id"].to_numpy(np.int64), (3, STAMP_SIZE, STAMP_SIZE), device) * sig
+    return out, kernels
 
 
 def simulate_batch(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, *, supersample: int = 3,
                    noise: bool = True, arc_noise: bool = False, device=None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Simulate ``per_host`` injections for each host; returns (meta, stamps, ctrls) with stamps (N, 3, 64, 64)."""
     device = torch.device(device) if device is not None else default_device()
+    hosts = hosts.reset_index(drop=True)
     ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device)
-    inj = []
-    for i, (_, h) in enumerate(hosts.iterrows()):
-        rng = np.random.default_rng([seed, 1, int(h["host_id"])])
-        d = populations.sample_injections(h, per_host, preset, rng)
-        d.insert(0, "_hidx", i)
-        inj.append(d)
-    inj = pd.concat(inj, ignore_index=True)
-    hidx = inj.pop("_hidx").to_numpy()
+    inj = populations.sample_injections(hosts, per_host, preset, seed)
+    hidx = inj.pop("host_row").to_numpy()
     meta = pd.concat([hosts.iloc[hidx].reset_index(drop=True), inj], axis=1)
     flux_per_amp = sersic_total_flux_per_amp(meta["src_r_eff_arcsec"], meta["src_n_sersic"])
     for b in BANDS:
@@ -93,28 +97,29 @@ def simulate_batch(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, 
            "r_eff": _t(meta["src_r_eff_arcsec"], device), "n": _t(meta["src_n_sersic"], device),
            "q": _t(meta["src_q"], device), "phi": _t(meta["src_phi_rad"], device)}
     amps = _t(meta[[f"src_amp_{b}" for b in BANDS]].to_numpy(), device)
-    arcs = convolve(render_arcs(lens, src, amps, supersample), kernels[torch.as_tensor(hidx, device=device)])
-    arcs = arcs.cpu().numpy().astype(np.float32)
-    sig = meta[[f"noise_sigma_{b}" for b in BANDS]].to_numpy()
-    meta["arc_snr"] = np.sqrt(((arcs.astype(np.float64) / sig[:, :, None, None]) ** 2).sum(axis=(1, 2, 3)))
-    meta["arc_snr_r"] = np.sqrt(((arcs[:, 1].astype(np.float64) / sig[:, 1, None, None]) ** 2).sum(axis=(1, 2)))
-    meta["arc_flux_r"] = arcs[:, 1].sum(axis=(1, 2))
-    meta["arc_core_flux_frac_r"] = arcs[:, 1, CORE_SLICE, CORE_SLICE].sum(axis=(1, 2)) / np.maximum(meta["arc_flux_r"], 1e-30)
-    stamps = ctrl[hidx] + arcs
+    arcs_t = convolve(render_arcs(lens, src, amps, supersample), kernels[torch.as_tensor(hidx, device=device)])
+    sig_t = _t(meta[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
+    snr2 = ((arcs_t / sig_t) ** 2).sum(dim=(2, 3)).double()
+    meta["arc_snr"] = snr2.sum(1).sqrt().cpu().numpy()
+    meta["arc_snr_r"] = snr2[:, 1].sqrt().cpu().numpy()
+    flux_r = arcs_t[:, 1].sum(dim=(1, 2))
+    meta["arc_flux_r"] = flux_r.cpu().numpy()
+    meta["arc_core_flux_frac_r"] = (arcs_t[:, 1, CORE_SLICE, CORE_SLICE].sum(dim=(1, 2)) / flux_r.clamp_min(1e-30)).cpu().numpy()
+    stamps = ctrl[torch.as_tensor(hidx, device=device)] + arcs_t
     if arc_noise:
-        for j in range(len(meta)):
-            rng = np.random.default_rng([seed, 3, int(meta["host_id"].iat[j]), j % per_host])
-            var = np.clip(arcs[j], 0, None) / ELECTRONS_PER_NMGY
-            stamps[j] += (rng.standard_normal(var.shape) * np.sqrt(var)).astype(np.float32)
+        keys = meta["host_id"].to_numpy(np.int64) * 65536 + np.tile(np.arange(per_host), len(hosts))
+        var = arcs_t.clamp_min(0) / ELECTRONS_PER_NMGY
+        stamps = stamps + rng.normal(seed, 3, keys, (3, STAMP_SIZE, STAMP_SIZE), device) * var.sqrt()
     im = find_images(meta["src_x_arcsec"], meta["src_y_arcsec"], meta["theta_e_arcsec"], meta["lens_q"],
-                     meta["lens_phi_rad"], meta["shear_gamma1"], meta["shear_gamma2"], device="cpu",
+                     meta["lens_phi_rad"], meta["shear_gamma1"], meta["shear_gamma2"], device=device,
                      n_radial=60, n_angular=64)
     meta["n_images"] = im.n
     meta["inner_image_r_arcsec"] = np.where(im.n >= 2, im.r[:, 0], np.nan)
     meta["total_magnification"] = np.nansum(np.abs(im.mu), axis=1)
     meta["psf_moffat_beta"] = MOFFAT_BETA
     meta["supersampling"] = supersample
-    return meta, stamps, ctrl[hidx]
+    ctrl_np = ctrl.cpu().numpy()
+    return meta, stamps.cpu().numpy(), ctrl_np[hidx]
 
 
 def simulate(preset: str, n_hosts: int, per_host: int, seed: int, out, *, noise: bool = True,
