@@ -57,7 +57,7 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
         p = {c: _t(gal[c], device) for c in ("x", "y", "r_eff", "q", "phi")}
         p["n"] = _t(np.ones(len(gal)), device)
         a = _amps(gal, "mag_", gal["r_eff"], np.ones(len(gal)))
-        img.index_add_(0, torch.as_tensor(gal["host_row"].to_numpy(np.int64), device=device),
+        img.index_add_(0, torch.as_tensor(gal["host_row"].to_numpy(np.int64).copy(), device=device),
                        render_sersic(p, _t(a, device), supersample))
     stars = nb[nb["star"].astype(bool)]
     if len(stars):
@@ -179,3 +179,38 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _code_hash() -> str:
+    import hashlib
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in ("simulate.py", "populations.py", "render.py", "lensing.py", "rng.py", "survey.py", "dataset.py", "priors.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:10]
+
+
+def cached_dataset(preset: str, n_hosts: int, per_host: int, seed: int, *, supersample: int = 3, device=None):
+    """Path of a simulated dataset under ``data/processed``, simulated if absent.
+
+    The file name carries every argument and a hash of the simulator's source, so a changed
+    simulator never reuses a stale file; writes are atomic, so a crashed run leaves nothing.
+    """
+    from .config import PROCESSED_DIR
+
+    path = PROCESSED_DIR / f"sim_{preset}_h{n_hosts}_k{per_host}_s{seed}_ss{supersample}_{_code_hash()}.parquet"
+    if not path.exists():
+        simulate(preset, n_hosts, per_host, seed, path, supersample=supersample, device=device)
+    return path
+
+
+def load_or_simulate(data: str, preset: str, n_hosts: int, per_host: int, seed: int, **kw):
+    """``data`` empty: the embedded simulator (cached); else a Parquet file or directory in the team's format.
+
+    Returns (stamps, ctrls, meta).
+    """
+    path = data if data else cached_dataset(preset, n_hosts, per_host, seed, **kw)
+    imgs, meta = dataset.load(path)
+    return imgs["stamp_npz"], imgs["ctrl_stamp_npz"], meta

@@ -1,0 +1,127 @@
+"""The request's mini experiment (E1-E3) with the controls a referee adds.
+
+E1: paired-trained model on a paired test set. E2: unpaired-trained model on an unpaired test set.
+E3: the E2 model on the paired test set. Added: both models on both forms of one common test-host
+set (H5), seen- vs unseen-host AUROC (H2), train-vs-validation gap, stratified AUROC, and the
+request's success criteria with host-bootstrap CIs and "undecidable" verdicts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import pools
+from .gates import verdict
+from .metrics import cluster_bootstrap_ci, paired_bootstrap_difference, stratified_auroc
+from .train import predict, train
+
+
+def design_images(table: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray) -> np.ndarray:
+    """Images of a sample table: stamp (host + arc) or ctrl (host) of each row."""
+    is_stamp = (table["image"] == "stamp").to_numpy()[:, None, None, None]
+    return np.where(is_stamp, stamps[table["row"].to_numpy()], ctrls[table["row"].to_numpy()])
+
+
+def seen_host_table(train_table: pd.DataFrame, meta: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """Evaluation images from the *training* hosts, in the training design's form: stamps of rows not
+    used for training from hosts that supplied positives, ctrls of rows not used from hosts that
+    supplied negatives (a host's ctrl is the same image in every row: these negatives were seen)."""
+    keys = pools.host_key(meta).to_numpy()
+    rng = np.random.default_rng(seed)
+    used = set(train_table.loc[train_table.label == 1, "row"])
+    pos_hosts = list(set(train_table.loc[train_table.label == 1, "host"]))
+    neg_hosts = list(set(train_table.loc[train_table.label == 0, "host"]))
+    pos_rows = np.array([r for r in np.flatnonzero(np.isin(keys, pos_hosts)) if r not in used], dtype=int)
+    neg_rows = np.flatnonzero(np.isin(keys, neg_hosts))
+    out = []
+    for label, image, rows in ((1, "stamp", pos_rows), (0, "ctrl", neg_rows)):
+        if not len(rows):
+            raise ValueError(f"no unused {image} rows left on the training hosts for a seen-host evaluation")
+        pick = np.sort(rng.choice(rows, min(n, len(rows)), replace=False))
+        out.append(pd.DataFrame({"row": pick, "image": image, "label": label, "host": keys[pick]}))
+    return pd.concat(out, ignore_index=True)
+
+
+@dataclass
+class Evaluation:
+    name: str
+    table: pd.DataFrame
+    scores: np.ndarray
+
+    def ci(self, n_boot: int, seed: int):
+        return cluster_bootstrap_ci(self.table["label"], self.scores, self.table["host"], n_boot=n_boot, seed=seed)
+
+
+def run(meta: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, *, n_hosts: dict, n_per_class: dict, seed: int,
+        train_kw: dict, n_boot: int = 500, split_by: str = "host", designs=("paired", "unpaired")) -> dict:
+    """Train one model per design and evaluate everything; returns a dict of tables and raw evaluations."""
+    split = pools.split_hosts(meta, n_hosts, seed, by=split_by)
+    tables = {}
+    for d in designs:
+        tables[d] = {s: pools.build_design(d, meta, split[s], n_per_class[s], n_per_class[s], seed + i)
+                     for i, s in enumerate(("train", "val"))}
+        pools.check_split_disjoint(tables[d])
+    test = {form: pools.build_design(form, meta, split["test"], n_per_class["test"], n_per_class["test"], seed + 7)
+            for form in ("paired", "unpaired")}
+    pools.check_split_disjoint({"train": tables[designs[0]]["train"], "test": test["paired"]})
+    imgs = lambda t: design_images(t, stamps, ctrls)  # noqa: E731
+    results, evals, models = [], {}, {}
+    for d in designs:
+        tr, va = tables[d]["train"], tables[d]["val"]
+        res = train(imgs(tr), tr["label"].to_numpy(), imgs(va), va["label"].to_numpy(), seed=seed, label=d, **train_kw)
+        models[d] = res
+        sub = tr.sample(min(len(tr), 2 * n_per_class["val"]), random_state=seed)
+        seen = seen_host_table(tr, meta, n_per_class["test"], seed)
+        sets = {"train (subset)": sub, "validation": va, "test paired": test["paired"],
+                "test unpaired": test["unpaired"], "seen hosts": seen}
+        for name, t in sets.items():
+            ev = Evaluation(name, t, predict(res.model, res.normaliser, imgs(t)))
+            evals[(d, name)] = ev
+            auc, lo, hi = ev.ci(n_boot, seed)
+            results.append({"trained on": d, "evaluated on": name, "auroc": auc, "ci_low": lo, "ci_high": hi,
+                            "hosts": t["host"].nunique(), "images": len(t)})
+    return {"split": split, "tables": tables, "test": test, "models": models, "evals": evals,
+            "results": pd.DataFrame(results)}
+
+
+def criteria(out: dict, n_boot: int, seed: int, e2_threshold: float = 0.80, gap_threshold: float = 0.05) -> pd.DataFrame:
+    """The request's success criteria (E2 AUROC > 0.80; |E3 - E2| < 0.05) with CIs and verdicts."""
+    ev = out["evals"]
+    e2 = ev[("unpaired", "test unpaired")]
+    e3 = ev[("unpaired", "test paired")]
+    a2, lo2, hi2 = e2.ci(n_boot, seed)
+    gap, glo, ghi = paired_bootstrap_difference(e2.table["label"], e2.scores, e2.table["host"],
+                                                e3.table["label"], e3.scores, e3.table["host"], n_boot=n_boot, seed=seed)
+    v2 = verdict(lo2, hi2, e2_threshold)
+    e2_pass = {"shortcut": "pass", "no shortcut": "fail", "undecidable": "undecidable"}[v2]
+    # the gap criterion passes when the whole CI of (E3 - E2) lies inside (-thr, thr)
+    if -gap_threshold < glo and ghi < gap_threshold:
+        gv = "pass"
+    elif ghi <= -gap_threshold or glo >= gap_threshold:
+        gv = "fail"
+    else:
+        gv = "undecidable"
+    return pd.DataFrame([
+        {"criterion": f"E2 AUROC > {e2_threshold}", "measured": a2, "ci_low": lo2, "ci_high": hi2, "verdict": e2_pass},
+        {"criterion": f"|E3 - E2| < {gap_threshold}", "measured": gap, "ci_low": glo, "ci_high": ghi, "verdict": gv},
+    ])
+
+
+def stratified(out: dict, meta: pd.DataFrame, design: str, form: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """AUROC by tercile of theta_E, beta/theta_E and arc S/N (positives per stratum vs all negatives)."""
+    ev = out["evals"][(design, form)]
+    t = ev.table
+    rows = []
+    for col in ("theta_e_arcsec", "beta_over_theta_e", "arc_snr"):
+        if col not in meta.columns:
+            continue
+        vals = meta[col].to_numpy()[t["row"].to_numpy()]
+        pos = t["label"].to_numpy() == 1
+        edges = np.quantile(vals[pos], [0, 1 / 3, 2 / 3, 1])
+        strata = pd.Series(np.where(pos, pd.cut(vals, edges, include_lowest=True).astype(str), None))
+        s = stratified_auroc(t["label"], ev.scores, strata, t["host"], n_boot=n_boot, seed=seed)
+        s.insert(0, "property", col)
+        rows.append(s)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

@@ -1,0 +1,179 @@
+"""Pool designs: which host images become positives and negatives, and balance diagnostics.
+
+Hosts are identified by (ra, dec) (``host_key``). A *design* turns the rows of a set of hosts into
+a sample table with one row per training image: ``row`` (position in the dataset), ``image``
+(``stamp`` = host + arc, ``ctrl`` = host alone), ``label`` (1 = lens) and ``host``.
+
+* ``paired``: each selected row gives its stamp (positive) and its ctrl (negative).
+* ``unpaired``: hosts are split at random into disjoint pools P and N; positives are stamps of P
+  rows, negatives ctrls of N rows (the request's proposal).
+* ``matched``: like unpaired, but P and N are built from matched host pairs: hosts are paired by
+  nearest neighbour in standardised host-property space (greedy, in random order) and one host
+  of each pair goes to each pool.
+* ``hybrid``: a fraction of the hosts is used paired, the rest unpaired.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ks_2samp
+
+DESIGNS = ("paired", "unpaired", "matched", "hybrid")
+
+
+def host_key(meta: pd.DataFrame) -> pd.Series:
+    """A host identity from (ra, dec), rounded to 1e-6 deg (~4 mas)."""
+    return meta["ra"].round(6).astype(str) + "_" + meta["dec"].round(6).astype(str)
+
+
+def split_hosts(meta: pd.DataFrame, n_hosts: dict[str, int], seed: int, by: str = "host") -> dict[str, np.ndarray]:
+    """Assign hosts to disjoint splits (e.g. {"train": 300, "val": 75, "test": 40} hosts).
+
+    ``by="brick"`` assigns whole bricks (sky regions) to one split, so no brick straddles splits;
+    the host counts are then met as closely as whole bricks allow (never exceeded by more than
+    one brick). Returns split -> array of host keys.
+    """
+    keys = host_key(meta)
+    hosts = pd.DataFrame({"host": keys, "brick": meta["brickname"]}).drop_duplicates("host")
+    if hosts.groupby("host")["brick"].nunique().max() > 1:
+        raise ValueError("a host (ra, dec) appears with more than one brickname")
+    need = sum(n_hosts.values())
+    if need > len(hosts):
+        raise ValueError(f"splits need {need} hosts but the data hold {len(hosts)}")
+    rng = np.random.default_rng(seed)
+    out: dict[str, list] = {s: [] for s in n_hosts}
+    if by == "host":
+        order = hosts["host"].to_numpy()[rng.permutation(len(hosts))]
+        start = 0
+        for s, n in n_hosts.items():
+            out[s] = list(order[start : start + n])
+            start += n
+    elif by == "brick":
+        bricks = hosts.groupby("brick")["host"].apply(list)
+        names = bricks.index.to_numpy()[rng.permutation(len(bricks))]
+        it = iter(names)
+        for s, n in n_hosts.items():
+            while len(out[s]) < n:
+                try:
+                    out[s].extend(bricks[next(it)])
+                except StopIteration:
+                    raise ValueError(f"ran out of bricks while filling split {s!r}") from None
+    else:
+        raise ValueError(f"by must be 'host' or 'brick', got {by!r}")
+    return {s: np.array(v) for s, v in out.items()}
+
+
+def _rows_of(meta_keys: pd.Series, hosts) -> np.ndarray:
+    return np.flatnonzero(meta_keys.isin(set(hosts)).to_numpy())
+
+
+def _take(rows: np.ndarray, n: int, rng, what: str) -> np.ndarray:
+    if n > len(rows):
+        raise ValueError(f"{what}: asked for {n} images but only {len(rows)} rows are available")
+    return np.sort(rng.choice(rows, n, replace=False))
+
+
+def _table(rows, image, label, keys) -> pd.DataFrame:
+    return pd.DataFrame({"row": rows, "image": image, "label": label, "host": keys.to_numpy()[rows]})
+
+
+def match_pools(props: pd.DataFrame, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Split the hosts (index of ``props``) into two pools of matched pairs (greedy nearest neighbour)."""
+    z = (props - props.mean()) / props.std(ddof=0).replace(0, 1)
+    z = z.fillna(0.0).to_numpy()
+    free = list(rng.permutation(len(z)))
+    a, b = [], []
+    alive = np.ones(len(z), bool)
+    for i in free:
+        if not alive[i]:
+            continue
+        alive[i] = False
+        cand = np.flatnonzero(alive)
+        if not len(cand):
+            break
+        j = cand[np.argmin(((z[cand] - z[i]) ** 2).sum(1))]
+        alive[j] = False
+        if rng.random() < 0.5:
+            i, j = j, i
+        a.append(i)
+        b.append(j)
+    idx = props.index.to_numpy()
+    return idx[a], idx[b]
+
+
+def build_design(design: str, meta: pd.DataFrame, hosts, n_pos: int, n_neg: int, seed: int, *,
+                 host_props: pd.DataFrame | None = None, hybrid_fraction: float = 0.5) -> pd.DataFrame:
+    """Sample table for one design over the given hosts (see the module docstring)."""
+    if design not in DESIGNS:
+        raise ValueError(f"unknown design {design!r}; designs: {DESIGNS}")
+    keys = host_key(meta)
+    hosts = np.asarray(hosts)
+    rng = np.random.default_rng(seed)
+    if design == "paired":
+        rows = _take(_rows_of(keys, hosts), max(n_pos, n_neg), rng, "paired")
+        perm = rng.permutation(rows)
+        return pd.concat([_table(np.sort(perm[:n_pos]), "stamp", 1, keys),
+                          _table(np.sort(perm[:n_neg]), "ctrl", 0, keys)], ignore_index=True)
+    if design in ("unpaired", "hybrid"):
+        perm = hosts[rng.permutation(len(hosts))]
+        if design == "hybrid":
+            n_shared = int(round(hybrid_fraction * len(hosts)))
+            shared, rest = perm[:n_shared], perm[n_shared:]
+        else:
+            shared, rest = perm[:0], perm
+        P, N = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+    else:  # matched
+        if host_props is None:
+            raise ValueError("the matched design needs host_props (one row per host, indexed by host key)")
+        missing = set(hosts) - set(host_props.index)
+        if missing:
+            raise ValueError(f"host_props lacks {len(missing)} host(s), e.g. {sorted(missing)[:3]}")
+        P, N = match_pools(host_props.loc[hosts], rng)
+        shared = hosts[:0]
+    pos_rows = _rows_of(keys, np.concatenate([P, shared]))
+    neg_rows = _rows_of(keys, np.concatenate([N, shared]))
+    pos = _take(pos_rows, n_pos, rng, f"{design} positives")
+    neg = _take(neg_rows, n_neg, rng, f"{design} negatives")
+    table = pd.concat([_table(pos, "stamp", 1, keys), _table(neg, "ctrl", 0, keys)], ignore_index=True)
+    if design != "hybrid":
+        check_disjoint_pools(table)
+    return table
+
+
+def check_disjoint_pools(table: pd.DataFrame) -> None:
+    """Raise if a host supplies both positives and negatives (an unpaired design must not)."""
+    both = set(table.loc[table.label == 1, "host"]) & set(table.loc[table.label == 0, "host"])
+    if both:
+        raise ValueError(f"{len(both)} host(s) appear in both pools, e.g. {sorted(both)[:3]}")
+
+
+def check_split_disjoint(tables: dict[str, pd.DataFrame]) -> None:
+    """Raise if a host appears in more than one split."""
+    seen: dict[str, str] = {}
+    for split, t in tables.items():
+        for h in set(t["host"]):
+            if h in seen and seen[h] != split:
+                raise ValueError(f"host {h} is in both split {seen[h]!r} and split {split!r}")
+            seen[h] = split
+
+
+def host_properties(meta: pd.DataFrame, ctrl_features: pd.DataFrame, columns=None) -> pd.DataFrame:
+    """One row per host: metadata columns (host-level) and image features of its ctrl stamp."""
+    keys = host_key(meta)
+    cols = [c for c in (columns or []) if c in meta.columns]
+    df = pd.concat([meta[cols].reset_index(drop=True), ctrl_features.reset_index(drop=True)], axis=1)
+    df["host"] = keys.to_numpy()
+    return df.groupby("host").mean(numeric_only=True)
+
+
+def balance_table(table: pd.DataFrame, props: pd.DataFrame) -> pd.DataFrame:
+    """Standardised mean difference (pos - neg, pooled SD) and KS statistic per property, over samples."""
+    rows = []
+    pos = props.loc[table.loc[table.label == 1, "host"]]
+    neg = props.loc[table.loc[table.label == 0, "host"]]
+    for c in props.columns:
+        a, b = pos[c].to_numpy(float), neg[c].to_numpy(float)
+        sd = np.sqrt((a.var() + b.var()) / 2)
+        rows.append({"property": c, "smd": (a.mean() - b.mean()) / sd if sd > 0 else 0.0,
+                     "ks": ks_2samp(a, b).statistic})
+    return pd.DataFrame(rows)

@@ -1,0 +1,170 @@
+"""CNN training for lens finding: a small ResNet, robust normalisation, flips/rotations,
+early stopping on validation AUROC; seeded and deterministic on the CPU; ``cuda`` + mixed
+precision when available.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .lensing import default_device
+from .metrics import auroc
+
+
+# ----------------------------------------------------------------------------- inputs
+@dataclass
+class Normaliser:
+    """Per-band robust scaling fitted on training images: x -> asinh((x - median) / (k * MAD))."""
+
+    median: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    scale: np.ndarray = field(default_factory=lambda: np.ones(3, np.float32))
+    residual: bool = False
+
+    @classmethod
+    def fit(cls, images: np.ndarray, residual: bool = False, k: float = 3.0) -> "Normaliser":
+        x = prepare(images, residual)
+        sub = x[:: max(1, len(x) // 500)]
+        med = np.median(sub, axis=(0, 2, 3))
+        mad = np.median(np.abs(sub - med[None, :, None, None]), axis=(0, 2, 3)) * 1.4826
+        return cls(med.astype(np.float32), (k * np.maximum(mad, 1e-8)).astype(np.float32), residual)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = prepare(images, self.residual)
+        return np.arcsinh((x - self.median[None, :, None, None]) / self.scale[None, :, None, None]).astype(np.float32)
+
+
+def prepare(images: np.ndarray, residual: bool) -> np.ndarray:
+    """Optionally subtract a centrally symmetric lens-light model (the image rotated by 180 degrees,
+    as YattaLens' inverted-image model); lensed light, not centrally symmetric, survives."""
+    if not residual:
+        return images
+    return images - images[:, :, ::-1, ::-1]
+
+
+# ----------------------------------------------------------------------------- model
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                     if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x):
+        y = torch.relu(self.b1(self.c1(x)))
+        return torch.relu(self.b2(self.c2(y)) + self.skip(x))
+
+
+class SmallResNet(nn.Module):
+    """Stride-2 stem (64 -> 32 px), three residual stages (32, 16, 8 px), global pooling, one logit."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.stages = nn.Sequential(Block(w, w, 1), Block(w, 2 * w, 2), Block(2 * w, 4 * w, 2))
+        self.head = nn.Linear(4 * w, 1)
+
+    def forward(self, x):
+        return self.head(self.stages(self.stem(x)).mean(dim=(2, 3))).squeeze(1)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random flips and 90-degree rotations (the 8 symmetries of the square), per sample."""
+    k = torch.randint(0, 8, (x.shape[0],), generator=gen)
+    out = x.clone()
+    for s in range(8):
+        m = k == s
+        if m.any():
+            y = torch.rot90(x[m], s % 4, dims=(2, 3))
+            out[m] = torch.flip(y, dims=(3,)) if s >= 4 else y
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass
+class TrainResult:
+    model: nn.Module
+    normaliser: Normaliser
+    history: pd.DataFrame
+    best_epoch: int
+    images_per_s: float
+
+
+def predict(model: nn.Module, norm: Normaliser, images: np.ndarray, batch: int = 512, device=None) -> np.ndarray:
+    """Logits for (N, 3, 64, 64) images."""
+    device = torch.device(device) if device is not None else default_device()
+    model.eval().to(device)
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(images), batch):
+            x = torch.from_numpy(norm(images[s : s + batch])).to(device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                out.append(model(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *, seed: int = 0,
+          epochs: int = 10, patience: int = 3, batch: int = 64, lr: float = 2e-3, width: int = 16,
+          residual: bool = False, device=None, progress: bool = True, label: str = "") -> TrainResult:
+    """Train a :class:`SmallResNet`; keep the weights of the epoch with the best validation AUROC."""
+    import time
+
+    from tqdm import tqdm
+
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    gen = torch.Generator().manual_seed(seed)
+    norm = Normaliser.fit(x_train, residual)
+    xt = torch.from_numpy(norm(x_train))
+    yt = torch.from_numpy(np.asarray(y_train, np.float32))
+    model = SmallResNet(width).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    lossf = nn.BCEWithLogitsLoss()
+    best, best_state, best_epoch, wait, hist = -np.inf, None, -1, 0, []
+    n_seen, t_train = 0, 0.0
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xt), generator=gen)
+        t0 = time.perf_counter()
+        tot = 0.0
+        it = range(0, len(perm), batch)
+        if progress:
+            it = tqdm(it, desc=f"{label} epoch {ep + 1}/{epochs}", unit="batch", leave=False)
+        for s in it:
+            idx = perm[s : s + batch]
+            xb = augment(xt[idx], gen).to(device)
+            yb = yt[idx].to(device)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                loss = lossf(model(xb), yb)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            tot += float(loss.detach()) * len(idx)
+        sched.step()
+        t_train += time.perf_counter() - t0
+        n_seen += len(perm)
+        val_auc = auroc(y_val, predict(model, norm, x_val, device=device))
+        hist.append({"epoch": ep + 1, "train_loss": tot / len(perm), "val_auroc": val_auc})
+        if val_auc > best:
+            best, best_epoch, wait = val_auc, ep + 1, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            wait += 1
+            if wait >= patience:
+                break
+    model.load_state_dict(best_state)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(False)
+    return TrainResult(model, norm, pd.DataFrame(hist), best_epoch, n_seen / max(t_train, 1e-9))
