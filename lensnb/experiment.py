@@ -55,8 +55,12 @@ class Evaluation:
 
 
 def run(meta: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, *, n_hosts: dict, n_per_class: dict, seed: int,
-        train_kw: dict, n_boot: int = 500, split_by: str = "host", designs=("paired", "unpaired")) -> dict:
-    """Train one model per design and evaluate everything; returns a dict of tables and raw evaluations."""
+        train_kw: dict, n_boot: int = 500, split_by: str = "host", designs=("paired", "unpaired"),
+        transform=None) -> dict:
+    """Train one model per design and evaluate everything; returns a dict of tables and raw evaluations.
+
+    ``transform`` (images -> images) is applied to every training and evaluation image (e.g. a core mask).
+    """
     split = pools.split_hosts(meta, n_hosts, seed, by=split_by)
     tables = {}
     for d in designs:
@@ -66,7 +70,10 @@ def run(meta: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, *, n_hosts: d
     test = {form: pools.build_design(form, meta, split["test"], n_per_class["test"], n_per_class["test"], seed + 7)
             for form in ("paired", "unpaired")}
     pools.check_split_disjoint({"train": tables[designs[0]]["train"], "test": test["paired"]})
-    imgs = lambda t: design_images(t, stamps, ctrls)  # noqa: E731
+    def imgs(t):
+        x = design_images(t, stamps, ctrls)
+        return transform(x) if transform is not None else x
+
     results, evals, models = [], {}, {}
     for d in designs:
         tr, va = tables[d]["train"], tables[d]["val"]
@@ -125,3 +132,16 @@ def stratified(out: dict, meta: pd.DataFrame, design: str, form: str, n_boot: in
         s.insert(0, "property", col)
         rows.append(s)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def data_gates(table: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, meta: pd.DataFrame, *,
+               threshold: float = 0.65, n_boot: int = 500, seed: int = 0, metadata_columns=()) -> list:
+    """The data-level battery on one design's images: image gates and the host-metadata gate."""
+    from . import gates
+
+    x = design_images(table, stamps, ctrls)
+    y, g = table["label"].to_numpy(), table["host"].to_numpy()
+    res = gates.image_gates(x, y, g, threshold=threshold, n_boot=n_boot, seed=seed)
+    md = gates.metadata_gate(meta.iloc[table["row"].to_numpy()].reset_index(drop=True), y, g, metadata_columns,
+                             threshold=threshold, n_boot=n_boot, seed=seed)
+    return res + ([md] if md is not None else [])

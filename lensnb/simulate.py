@@ -192,7 +192,8 @@ def _code_hash() -> str:
     return h.hexdigest()[:10]
 
 
-def cached_dataset(preset: str, n_hosts: int, per_host: int, seed: int, *, supersample: int = 3, device=None):
+def cached_dataset(preset: str, n_hosts: int, per_host: int, seed: int, *, supersample: int = 3, device=None,
+                   preset_overrides: dict | None = None):
     """Path of a simulated dataset under ``data/processed``, simulated if absent.
 
     The file name carries every argument and a hash of the simulator's source, so a changed
@@ -200,9 +201,16 @@ def cached_dataset(preset: str, n_hosts: int, per_host: int, seed: int, *, super
     """
     from .config import PROCESSED_DIR
 
-    path = PROCESSED_DIR / f"sim_{preset}_h{n_hosts}_k{per_host}_s{seed}_ss{supersample}_{_code_hash()}.parquet"
+    import hashlib
+    import json
+
+    tag = ""
+    if preset_overrides:
+        tag = "_o" + hashlib.sha256(json.dumps(preset_overrides, sort_keys=True).encode()).hexdigest()[:8]
+    path = PROCESSED_DIR / f"sim_{preset}{tag}_h{n_hosts}_k{per_host}_s{seed}_ss{supersample}_{_code_hash()}.parquet"
     if not path.exists():
-        simulate(preset, n_hosts, per_host, seed, path, supersample=supersample, device=device)
+        simulate(preset, n_hosts, per_host, seed, path, supersample=supersample, device=device,
+                 preset_overrides=preset_overrides)
     return path
 
 

@@ -50,3 +50,75 @@ def test_cluster_bootstrap_resamples_hosts():
     s = rng.normal(size=400) + 0.5 * y
     auc, lo, hi = cluster_bootstrap_ci(y, s, g, n_boot=300)
     assert lo < auc < hi
+
+
+def _planted(kind, strength, seed=0, n_hosts=30, per=3):
+    """Paired-like data with one planted difference between classes."""
+    rng = np.random.default_rng(seed)
+    X, y, g = [], [], []
+    for h in range(n_hosts):
+        host = rng.normal(0, 0.5, (3, 1, 1)) + rng.normal(0, 0.05, (3, 64, 64))
+        for _ in range(per):
+            for lab in (0, 1):
+                img = host + rng.normal(0, 1, (3, 64, 64))
+                if lab and kind == "annulus":
+                    img[:, 20:24, 40:44] += strength  # ~12 px from the centre
+                if lab and kind == "flux":
+                    img[0] += strength * 0.5  # a g-band excess everywhere
+                X.append(img.astype(np.float32)), y.append(lab), g.append(h)
+    return np.array(X), np.array(y), np.array(g)
+
+
+@pytest.mark.parametrize("kind, gate", [("annulus", "annulus LR"), ("flux", "flux & colour")])
+def test_each_image_gate_fires_on_its_planted_shortcut(kind, gate):
+    X, y, g = _planted(kind, 2.0)
+    r = gates.feature_gate(gate, gates.FEATURES[gate](X), y, g, n_boot=150)
+    assert r.verdict == "shortcut", r
+    X, y, g = _planted(kind, 0.0, seed=1)
+    r = gates.feature_gate(gate, gates.FEATURES[gate](X), y, g, n_boot=150)
+    assert r.verdict == "no shortcut", r
+
+
+def test_radial_profile_gate_fires_on_a_ring():
+    X, y, g = _planted("annulus", 0.0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    ring = (np.hypot(xx - 31.5, yy - 31.5) > 9) & (np.hypot(xx - 31.5, yy - 31.5) < 12)
+    X[y == 1] += 0.3 * ring
+    assert gates.feature_gate("r", gates.radial_profile_features(X), y, g, n_boot=150).verdict == "shortcut"
+
+
+def test_metadata_gate_fires_on_imbalanced_pools_and_skips_without_columns():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(40), 5)
+    y = (g % 2).astype(int)  # unpaired: each host one class
+    psf = rng.normal(1.3, 0.1, 40)[g] + 0.15 * y
+    meta = pd.DataFrame({"psf_fwhm_used_r": psf})
+    assert gates.metadata_gate(meta, y, g, ["psf_fwhm_used_r"], n_boot=150).verdict == "shortcut"
+    meta["psf_fwhm_used_r"] = rng.normal(1.3, 0.1, 40)[g]
+    assert gates.metadata_gate(meta, y, g, ["psf_fwhm_used_r"], n_boot=150).verdict != "shortcut"
+    assert gates.metadata_gate(meta, y, g, ["host_z"]) is None
+
+
+def test_fill_from_annulus_removes_core_information():
+    X, y, g = _data(core_signal=3.0)
+    filled = gates.fill_from_annulus(X, gates.CORE_MASK)
+    assert gates.core_lr_gate(X, y, g, n_boot=100).verdict == "shortcut"
+    assert gates.core_lr_gate(filled, y, g, n_boot=100).verdict == "no shortcut"
+    assert np.array_equal(filled[:, :, ~gates.CORE_MASK], X[:, :, ~gates.CORE_MASK])
+
+
+def test_model_gate_refuses_hosts_it_was_trained_on():
+    y = np.array([0, 1] * 10)
+    g = np.repeat(np.arange(10), 2)
+    with pytest.raises(ValueError, match="both the model's training set"):
+        gates.model_gate("m", np.arange(20.0), y, g, 0.5, fit_groups=[3, 99])
+
+
+def test_arc_masks_find_the_arc():
+    ctrl = np.random.default_rng(0).normal(0, 1, (2, 3, 64, 64)).astype(np.float32)
+    stamp = ctrl.copy()
+    stamp[:, :, 10:14, 50:54] += 5.0
+    m = gates.arc_masks(stamp, ctrl, dilate=0)
+    assert m[:, 10:14, 50:54].all() and m.sum() <= 2 * 16 + 20
