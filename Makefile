@@ -6,13 +6,15 @@ PY := $(VENV)/bin/python
 PROFILE ?= default
 NB ?=
 ARGS ?=
+DATA ?=
+DATA_ARG := $(if $(DATA),--data $(DATA),)
 
 .DEFAULT_GOAL := help
 .PHONY: help book nb test test-fast lab clean clean-book strip
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|default|gpu (default: default), NB=<notebook>, ARGS='-p key value -y yaml -f file'"
+	@echo "  variables: PROFILE=smoke|default|gpu (default: default), DATA=<Parquet file or directory>, NB=<notebook>, ARGS='-p key value -y yaml -f file'"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 (or python3 >= 3.11) on PATH"; exit 1; }
@@ -22,12 +24,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
 
-book: $(VENV)/.installed  ## Execute stale chapters (PROFILE) with papermill and build the HTML book
-	$(PY) -m lensnb.build book --profile $(PROFILE)
+book: $(VENV)/.installed  ## Execute stale chapters (PROFILE, DATA) with papermill and build the HTML book
+	$(PY) -m lensnb.build book --profile $(PROFILE) $(DATA_ARG)
 
 nb: $(VENV)/.installed  ## Re-execute one chapter with new parameters: make nb NB=01_geometry ARGS="-p n_systems 2000"
 	@test -n "$(NB)" || { echo "usage: make nb NB=<notebook name> ARGS=\"-p key value ...\""; exit 2; }
-	$(PY) -m lensnb.build nb $(NB) --profile $(PROFILE) $(ARGS)
+	$(PY) -m lensnb.build nb $(NB) --profile $(PROFILE) $(DATA_ARG) $(ARGS)
 
 test: $(VENV)/.installed  ## Run the test suite (unit tests, then every notebook under the smoke profile and a book build)
 	$(PY) -m pytest -q -p no:cacheprovider

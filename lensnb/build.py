@@ -183,8 +183,16 @@ def build_key(nb_path: Path, params: dict, profile_name: str) -> str:
         h.update(cell.cell_type.encode() + b"\0" + cell.source.encode() + b"\0")
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(profile_name.encode())
+    data = params.get("data")
+    if data:  # the user's manifests: a changed file re-executes the chapter
+        p = Path(data)
+        for f in sorted(p.rglob("*.parquet")) if p.is_dir() else [p]:
+            st = f.stat()
+            h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
     for path in imported_modules(nb):
         h.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes())
+    for path in sorted((PACKAGE_DIR / "data").glob("*")):  # package data (e.g. the literature table)
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
@@ -227,7 +235,11 @@ def execute(nb_path: Path, out_path: Path, params: dict, *, profile: str, overri
     from papermill.exceptions import PapermillExecutionError
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=out_path.parent, prefix=f".{out_path.stem}.")
+    # the temporary copy lives outside the book's source tree, so even a killed run leaves
+    # nothing there that Sphinx could pick up; os.replace moves it into place only when complete
+    tmp_dir = config.BUILD_DIR / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=tmp_dir, prefix=f"{out_path.stem}.")
     os.close(fd)
     t0 = time.perf_counter()
     try:
@@ -262,10 +274,17 @@ def chapter_notebooks(notebooks_dir: Path | None = None) -> list[Path]:
     return sorted((notebooks_dir or config.NOTEBOOKS_DIR).glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None, *, force: bool = False) -> bool:
-    """Execute ``nb_path`` into ``book/chapters`` if its build key changed; True if it ran."""
-    overrides = overrides or {}
+def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None, *, force: bool = False,
+                 data: str | None = None) -> bool:
+    """Execute ``nb_path`` into ``book/chapters`` if its build key changed; True if it ran.
+
+    ``data`` (a Parquet file or directory in the team's format) goes to every chapter that declares a
+    ``data`` parameter; it is checked (schema, in a streaming pass) before anything executes.
+    """
+    overrides = dict(overrides or {})
     profile = load_profile(profile_name)
+    if data and "data" in declared_parameters(nb_path):
+        overrides.setdefault("data", str(Path(data).resolve()))
     params = notebook_parameters(nb_path, profile, overrides)
     key = build_key(nb_path, params, profile_name)
     out = config.CHAPTERS_DIR / nb_path.name
@@ -314,25 +333,34 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("book", help="execute stale chapters, then build the HTML book")
     b.add_argument("--profile", default="default")
     b.add_argument("--force", action="store_true", help="re-execute every chapter")
+    b.add_argument("--data", default=None, help="run on a Parquet file or directory in the team's format")
     n = sub.add_parser("nb", help="re-execute one chapter with overrides, then rebuild the book")
     n.add_argument("name", help="notebook name, e.g. 01_geometry")
     n.add_argument("--profile", default="default")
     n.add_argument("--no-book", action="store_true")
+    n.add_argument("--data", default=None, help="run on a Parquet file or directory in the team's format")
     args, rest = ap.parse_known_args(argv)
     t0 = time.perf_counter()
     try:
+        if args.data:
+            from .dataset import validate_schema
+
+            try:
+                validate_schema(args.data)
+            except ValueError as exc:
+                raise BuildError(str(exc)) from None
         if args.cmd == "book":
             if rest:
                 ap.error(f"unrecognised arguments: {' '.join(rest)}")
             for nb in chapter_notebooks():
-                run_notebook(nb, args.profile, force=args.force)
+                run_notebook(nb, args.profile, force=args.force, data=args.data)
             build_book()
         else:
             nb = config.NOTEBOOKS_DIR / f"{Path(args.name).stem}.ipynb"
             if not nb.exists():
                 names = ", ".join(p.stem for p in chapter_notebooks())
                 raise BuildError(f"{nb}: no such notebook; chapters are: {names}")
-            run_notebook(nb, args.profile, parse_overrides(rest), force=True)
+            run_notebook(nb, args.profile, parse_overrides(rest), force=True, data=args.data)
             if not args.no_book:
                 build_book()
     except BuildError as exc:

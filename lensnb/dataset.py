@@ -113,7 +113,13 @@ def encode_npz(image: np.ndarray) -> bytes:
 
 
 def decode_npz(blob: bytes, where: str = "") -> np.ndarray:
-    """npz bytes -> (3, 64, 64) float32; never unpickles; errors name ``where``."""
+    """npz bytes -> (3, 64, 64) float32; never unpickles; errors name ``where``.
+
+    Refused: a blob that is not an npz, a missing ``image_<band>`` key, an object (pickled) array,
+    a non-float dtype, a shape other than 64x64, NaN or inf pixels.
+    """
+    if blob is None or len(blob) == 0:
+        raise ValueError(f"{where}: empty npz")
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             arrs = []
@@ -121,15 +127,101 @@ def decode_npz(blob: bytes, where: str = "") -> np.ndarray:
                 key = f"image_{b}"
                 if key not in z.files:
                     raise ValueError(f"{where}: npz has no key {key!r} (keys: {z.files})")
-                a = z[key]
+                try:
+                    a = z[key]
+                except ValueError as exc:
+                    if "pickle" in str(exc).lower():
+                        raise ValueError(f"{where}: {key} is a pickled object array; refused (never unpickled)") from None
+                    raise
+                if a.dtype.kind != "f":
+                    raise ValueError(f"{where}: {key} has dtype {a.dtype}, expected float")
                 if a.shape != (STAMP_SIZE, STAMP_SIZE):
                     raise ValueError(f"{where}: {key} has shape {a.shape}, expected ({STAMP_SIZE}, {STAMP_SIZE})")
+                if not np.isfinite(a).all():
+                    raise ValueError(f"{where}: {key} has {int((~np.isfinite(a)).sum())} NaN/inf pixel(s)")
                 arrs.append(a.astype(np.float32, copy=False))
     except ValueError:
         raise
     except Exception as exc:  # zipfile/pickle errors from a malformed blob
         raise ValueError(f"{where}: unreadable npz ({type(exc).__name__}: {exc})") from None
     return np.stack(arrs)
+
+
+_NUMERIC_REQUIRED = ("ra", "dec", "theta_e_arcsec", "psf_fwhm_used_r", "arc_snr")
+
+
+def _open(f: Path) -> pq.ParquetFile:
+    if f.stat().st_size == 0:
+        raise ValueError(f"{f}: empty file")
+    try:
+        return pq.ParquetFile(f)
+    except Exception as exc:
+        raise ValueError(f"{f}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+
+
+def validate_schema(path, required=REQUIRED) -> None:
+    """Check every file's columns and types (no data read); one clear error naming file and column."""
+    for f in _files(path):
+        schema = _open(f).schema_arrow
+        for c in required:
+            if c not in schema.names:
+                raise ValueError(f"{f}: missing required column {c!r}")
+            t = schema.field(c).type
+            if c in NPZ_COLUMNS and not (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+                raise ValueError(f"{f}: column {c!r} has type {t}, expected binary (npz bytes)")
+            if c in _NUMERIC_REQUIRED and not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+                raise ValueError(f"{f}: column {c!r} has type {t}, expected a number")
+            if c == "brickname" and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+                raise ValueError(f"{f}: column {c!r} has type {t}, expected a string")
+
+
+def validate(path, check_images: bool = True, batch_rows: int = 2048) -> int:
+    """Validate a manifest (file or directory) in a streaming pass; return the number of rows.
+
+    Checks the schema, non-finite values in the required numeric columns, duplicate rows (same host
+    position and identical stamp bytes), and, with ``check_images``, decodes every npz (band keys,
+    dtype, shape, finite pixels, no pickled objects). The first problem raises ``ValueError`` naming
+    the file, the row (0-based within the file) and the column.
+    """
+    import hashlib
+
+    validate_schema(path)
+    seen: dict[tuple, str] = {}
+    n = 0
+    for f in _files(path):
+        pf = _open(f)
+        if pf.metadata.num_rows == 0:
+            raise ValueError(f"{f}: no rows")
+        cols = list(REQUIRED) if check_images else [c for c in REQUIRED if c not in NPZ_COLUMNS]
+        offset = 0
+        try:
+            batches = pf.iter_batches(batch_size=batch_rows, columns=cols)
+            for batch in batches:
+                d = {c: batch.column(c) for c in cols}
+                for c in _NUMERIC_REQUIRED:
+                    v = d[c].to_numpy(zero_copy_only=False).astype(float)
+                    bad = np.flatnonzero(~np.isfinite(v))
+                    if len(bad):
+                        raise ValueError(f"{f}: row {offset + bad[0]}, column {c!r}: {v[bad[0]]} is not finite")
+                ra = d["ra"].to_numpy(zero_copy_only=False)
+                dec = d["dec"].to_numpy(zero_copy_only=False)
+                for i in range(batch.num_rows):
+                    where = f"{f}: row {offset + i}"
+                    if check_images:
+                        for c in NPZ_COLUMNS:
+                            decode_npz(d[c][i].as_py(), f"{where}, column {c!r}")
+                        key = (round(float(ra[i]), 6), round(float(dec[i]), 6),
+                               hashlib.sha1(d["stamp_npz"][i].as_py()).hexdigest())
+                        if key in seen:
+                            raise ValueError(f"{where} duplicates {seen[key]} (same host and identical stamp_npz)")
+                        seen[key] = f"{f.name} row {offset + i}"
+                offset += batch.num_rows
+        except ValueError:
+            raise
+        except Exception as exc:  # truncated or corrupt data pages
+            raise ValueError(f"{f}: unreadable Parquet data near row {offset} ({type(exc).__name__}: {exc})") from None
+        n += offset
+    return n
 
 
 def _files(path) -> list[Path]:
@@ -158,22 +250,86 @@ def load(path, rows=None, which=("stamp_npz", "ctrl_stamp_npz"), batch_rows: int
     (N, 3, 64, 64) float32 array; ``rows`` (positions in file order) selects a subset without
     decoding the others. Reads in record batches, so only the selected images are materialised.
     """
-    meta = read_metadata(path)
-    sel = np.arange(len(meta)) if rows is None else np.asarray(rows)
-    out = {c: np.empty((len(sel), 3, STAMP_SIZE, STAMP_SIZE), np.float32) for c in which}
-    pos_of = {int(r): i for i, r in enumerate(sel)}
-    offset = 0
-    for f in _files(path):
-        pf = pq.ParquetFile(f)
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=list(which)):
-            n = batch.num_rows
-            hits = [r for r in range(offset, offset + n) if r in pos_of]
-            for c in which:
-                col = batch.column(c)
-                for r in hits:
-                    out[c][pos_of[r]] = decode_npz(col[r - offset].as_py(), f"{f}: row {r - offset}, column {c}")
-            offset += n
-    return out, meta.iloc[sel].reset_index(drop=True)
+    store = StampStore(path)
+    sel = np.arange(len(store.meta)) if rows is None else np.asarray(rows)
+    return {c: store.images(sel, c, batch_rows) for c in which}, store.meta.iloc[sel].reset_index(drop=True)
+
+
+class StampStore:
+    """A manifest whose metadata is in memory and whose images are decoded on demand.
+
+    ``store.meta`` holds the non-image columns (validated); ``store.images(rows, column)`` decodes only
+    the requested rows, streaming record batches, so a 1M-row directory is never materialised.
+    """
+
+    def __init__(self, path, validate_schema_first: bool = True):
+        self.path = Path(path)
+        if validate_schema_first:
+            validate_schema(path)
+        self.files = _files(path)
+        self.meta = read_metadata(path)
+        counts = [pq.ParquetFile(f).metadata.num_rows for f in self.files]
+        self.starts = np.concatenate([[0], np.cumsum(counts)])
+        for c in _NUMERIC_REQUIRED:
+            v = self.meta[c].to_numpy(dtype=float)
+            bad = np.flatnonzero(~np.isfinite(v))
+            if len(bad):
+                fi = int(np.searchsorted(self.starts, bad[0], side="right") - 1)
+                raise ValueError(f"{self.files[fi]}: row {bad[0] - self.starts[fi]}, column {c!r}: not finite")
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def images(self, rows, column: str = "stamp_npz", batch_rows: int = 4096) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), 3, STAMP_SIZE, STAMP_SIZE), np.float32)
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= len(self.meta):
+            raise IndexError(f"{self.path}: row index out of range (0..{len(self.meta) - 1})")
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        for fi, f in enumerate(self.files):
+            lo, hi = np.searchsorted(srt, [self.starts[fi], self.starts[fi + 1]])
+            if lo == hi:
+                continue
+            want = srt[lo:hi] - self.starts[fi]
+            dest = order[lo:hi]
+            offset, k = 0, 0
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=[column]):
+                n = batch.num_rows
+                col = batch.column(0)
+                while k < len(want) and want[k] < offset + n:
+                    out[dest[k]] = decode_npz(col[int(want[k] - offset)].as_py(), f"{f}: row {want[k]}, column {column!r}")
+                    k += 1
+                offset += n
+                if k == len(want):
+                    break
+        return out
+
+
+class LazyImages:
+    """Array-like view of one npz column: ``x[rows]`` decodes just those rows (numpy fancy indexing)."""
+
+    def __init__(self, store: StampStore, column: str):
+        self.store, self.column = store, column
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    @property
+    def shape(self):
+        return (len(self.store), 3, STAMP_SIZE, STAMP_SIZE)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, (int, np.integer)):
+            return self.store.images([int(idx)], self.column)[0]
+        if isinstance(idx, slice):
+            idx = np.arange(len(self.store))[idx]
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return self.store.images(idx, self.column)
 
 
 class AtomicParquetWriter:

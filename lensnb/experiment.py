@@ -20,8 +20,16 @@ from .train import predict, train
 
 def design_images(table: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray) -> np.ndarray:
     """Images of a sample table: stamp (host + arc) or ctrl (host) of each row."""
-    is_stamp = (table["image"] == "stamp").to_numpy()[:, None, None, None]
-    return np.where(is_stamp, stamps[table["row"].to_numpy()], ctrls[table["row"].to_numpy()])
+    from .config import STAMP_SIZE
+
+    rows = table["row"].to_numpy()
+    is_stamp = (table["image"] == "stamp").to_numpy()
+    out = np.empty((len(table), 3, STAMP_SIZE, STAMP_SIZE), np.float32)
+    if is_stamp.any():
+        out[is_stamp] = stamps[rows[is_stamp]]
+    if (~is_stamp).any():
+        out[~is_stamp] = ctrls[rows[~is_stamp]]
+    return out
 
 
 def seen_host_table(train_table: pd.DataFrame, meta: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:

@@ -147,6 +147,26 @@ def check_disjoint_pools(table: pd.DataFrame) -> None:
         raise ValueError(f"{len(both)} host(s) appear in both pools, e.g. {sorted(both)[:3]}")
 
 
+def validate_user_pools(meta: pd.DataFrame, column: str = "pool", where: str = "manifest") -> None:
+    """A user-supplied unpaired split: ``column`` says per row which pool (``P``: positives, ``N``:
+    negatives) the row's host belongs to. Raise naming the host and two rows if a host is in both."""
+    if column not in meta.columns:
+        raise ValueError(f"{where}: no column {column!r} with the user's pools")
+    bad = set(meta[column].dropna().unique()) - {"P", "N"}
+    if bad:
+        raise ValueError(f"{where}: column {column!r} holds {sorted(map(str, bad))}; expected 'P' or 'N'")
+    keys = host_key(meta)
+    n_pools = meta.groupby(keys.to_numpy())[column].nunique()
+    both = n_pools[n_pools > 1]
+    if len(both):
+        h = both.index[0]
+        rows = np.flatnonzero((keys == h).to_numpy())
+        pools_of = meta[column].to_numpy()[rows]
+        i, j = rows[np.flatnonzero(pools_of == "P")[0]], rows[np.flatnonzero(pools_of == "N")[0]]
+        raise ValueError(f"{where}: host {h} (ra_dec) is in both pools: row {i} ({column}=P) and row {j} ({column}=N)"
+                         + (f"; {len(both) - 1} more host(s) too" if len(both) > 1 else ""))
+
+
 def check_split_disjoint(tables: dict[str, pd.DataFrame]) -> None:
     """Raise if a host appears in more than one split."""
     seen: dict[str, str] = {}
@@ -157,13 +177,21 @@ def check_split_disjoint(tables: dict[str, pd.DataFrame]) -> None:
             seen[h] = split
 
 
-def host_properties(meta: pd.DataFrame, ctrl_features: pd.DataFrame, columns=None) -> pd.DataFrame:
-    """One row per host: metadata columns (host-level) and image features of its ctrl stamp."""
+def host_properties(meta: pd.DataFrame, ctrls, columns=None) -> pd.DataFrame:
+    """One row per host (indexed by host key): metadata columns present in ``meta`` (host means) and
+    image features of the host's ctrl stamp (measured on the first row of each host only, so a lazy
+    ``ctrls`` decodes one image per host)."""
+    from .features import image_features
+
     keys = host_key(meta)
     cols = [c for c in (columns or []) if c in meta.columns]
-    df = pd.concat([meta[cols].reset_index(drop=True), ctrl_features.reset_index(drop=True)], axis=1)
-    df["host"] = keys.to_numpy()
-    return df.groupby("host").mean(numeric_only=True)
+    first = np.flatnonzero(~keys.duplicated().to_numpy())
+    feats = image_features(np.asarray(ctrls[first]))
+    feats.index = keys.to_numpy()[first]
+    if cols:
+        md = meta[cols].assign(host=keys.to_numpy()).groupby("host").mean(numeric_only=True)
+        feats = md.join(feats, how="inner")
+    return feats
 
 
 def balance_table(table: pd.DataFrame, props: pd.DataFrame) -> pd.DataFrame:

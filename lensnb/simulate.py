@@ -214,11 +214,17 @@ def cached_dataset(preset: str, n_hosts: int, per_host: int, seed: int, *, super
     return path
 
 
-def load_or_simulate(data: str, preset: str, n_hosts: int, per_host: int, seed: int, **kw):
+def load_or_simulate(data: str, preset: str, n_hosts: int, per_host: int, seed: int, *,
+                     max_in_memory_rows: int = 50_000, **kw):
     """``data`` empty: the embedded simulator (cached); else a Parquet file or directory in the team's format.
 
-    Returns (stamps, ctrls, meta).
+    Returns (stamps, ctrls, meta). Up to ``max_in_memory_rows`` rows the images are decoded into
+    arrays; beyond that they are :class:`lensnb.dataset.LazyImages` views that decode only the rows
+    a chapter asks for, so a large manifest is never loaded whole.
     """
     path = data if data else cached_dataset(preset, n_hosts, per_host, seed, **kw)
-    imgs, meta = dataset.load(path)
-    return imgs["stamp_npz"], imgs["ctrl_stamp_npz"], meta
+    store = dataset.StampStore(path)
+    if len(store) <= max_in_memory_rows:
+        rows = np.arange(len(store))
+        return store.images(rows, "stamp_npz"), store.images(rows, "ctrl_stamp_npz"), store.meta
+    return dataset.LazyImages(store, "stamp_npz"), dataset.LazyImages(store, "ctrl_stamp_npz"), store.meta

@@ -18,13 +18,16 @@ from lensnb import config
 pytestmark = pytest.mark.book
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lensnb_book")
+def _copy_project(root):
     for sub in ("notebooks", "profiles"):
         shutil.copytree(config.ROOT / sub, root / sub)
     shutil.copytree(config.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", "chapters"))
     return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return _copy_project(tmp_path_factory.mktemp("lensnb_book"))
 
 
 def _build(root, *args):
@@ -42,7 +45,8 @@ def _glued(nb_path):
         for o in cell.get("outputs", []):
             key = o.get("metadata", {}).get("scrapbook", {}).get("name")
             if key:
-                out[key] = o["data"].get("text/plain")
+                data = o["data"]
+                out[key] = data.get("application/papermill.record/text/plain", data.get("text/plain"))
     return out
 
 
@@ -109,3 +113,32 @@ def test_failing_notebook_stops_the_build_and_names_the_cell(built):
     assert not (built / "book" / "chapters" / "99_broken.ipynb").exists()
     assert (built / "build" / "failed" / "99_broken.ipynb").exists()
     assert stamp.read_text() == stamp_before  # the book was not rebuilt
+
+
+def test_two_smoke_runs_give_identical_glued_numbers(built):
+    chapters = sorted((built / "book" / "chapters").glob("*.ipynb"))
+    before = {c.name: _glued(c) for c in chapters}
+    proc, _ = _build(built, "book", "--profile", "smoke", "--force")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = {c.name: _glued(c) for c in chapters}
+    assert sum(len(v) for v in before.values()) > 50
+    assert after == before
+
+
+def test_book_runs_on_team_format_data_written_without_the_simulator(tmp_path_factory):
+    from tests import corpus
+
+    root = _copy_project(tmp_path_factory.mktemp("lensnb_teamdata"))
+    data = root / "team_manifests"
+    data.mkdir()
+    df = corpus.good_frame(n_hosts=50, per_host=10, seed=5)
+    corpus.write(df.iloc[:250], data / "part-000.parquet")
+    corpus.write(df.iloc[250:], data / "part-001.parquet")
+    proc, _ = _build(root, "book", "--profile", "smoke", "--data", str(data))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    html = root / "book" / "_build" / "html" / "chapters"
+    page = (html / "02_data.html").read_text()
+    assert "team_manifests" in page  # the run header names the data
+    assert "Not shown, because the data lack the column" in page  # simulator-only panels skipped visibly
+    for nb in ("03_pools", "04_training", "05_gates"):
+        assert "team_manifests" in (html / f"{nb}.html").read_text()
