@@ -153,3 +153,50 @@ def data_gates(table: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, meta:
     md = gates.metadata_gate(meta.iloc[table["row"].to_numpy()].reset_index(drop=True), y, g, metadata_columns,
                              threshold=threshold, n_boot=n_boot, seed=seed)
     return res + ([md] if md is not None else [])
+
+
+def learning_curve(meta: pd.DataFrame, stamps, ctrls, split: dict, *, design: str, host_counts, per_host: int,
+                   seeds, n_val: int, train_kw: dict, progress_label: str = "") -> pd.DataFrame:
+    """Test AUROC (clustered SE) against the number of training hosts for one design.
+
+    For each (hosts, seed): a random subset of the training hosts, ``per_host`` rows each, images per
+    class = hosts x per_host / 2 (so paired and unpaired see the same number of images); early stopping
+    on a validation set of ``n_val`` per class from the validation hosts; scored on the design's own form
+    of the test hosts and on new injections into its training hosts (seen hosts).
+    """
+    from .power import auroc_clustered
+
+    keys = pools.host_key(meta)
+    rows_out = []
+    test = pools.build_design(design, meta, split["test"], *_max_per_class(meta, split["test"], design), seed=0)
+    val = pools.build_design(design, meta, split["val"], n_val, n_val, seed=1)
+    x_test, x_val = design_images(test, stamps, ctrls), design_images(val, stamps, ctrls)
+    for h in host_counts:
+        for seed in seeds:
+            rng = np.random.default_rng([seed, h])
+            chosen = rng.choice(split["train"], h, replace=False)
+            first_rows = meta.assign(_k=keys.to_numpy()).groupby("_k", sort=False).head(per_host).index
+            sub = meta.loc[first_rows]
+            sub = sub[pools.host_key(sub).isin(set(chosen))]
+            n = h * per_host // 2
+            table = pools.build_design(design, meta.loc[sub.index].assign(_orig=sub.index).reset_index(drop=True),
+                                       chosen, n, n, seed)
+            table["row"] = sub.index.to_numpy()[table["row"].to_numpy()]
+            res = train(design_images(table, stamps, ctrls), table["label"].to_numpy(), x_val, val["label"].to_numpy(),
+                        seed=seed, label=f"{progress_label}{design} h={h}", **train_kw)
+            s = predict(res.model, res.normaliser, x_test)
+            auc, se = auroc_clustered(test["label"], s, test["host"])
+            seen = seen_host_table(table, meta, len(test) // 2, seed)
+            s_seen = predict(res.model, res.normaliser, design_images(seen, stamps, ctrls))
+            auc_seen, _ = auroc_clustered(seen["label"], s_seen, seen["host"])
+            rows_out.append({"design": design, "hosts": h, "per_host": per_host, "seed": seed, "images_per_class": n,
+                             "test_auroc": auc, "test_se": se, "seen_auroc": auc_seen,
+                             "seen_minus_unseen": auc_seen - auc, "best_epoch": res.best_epoch})
+    return pd.DataFrame(rows_out)
+
+
+def _max_per_class(meta, hosts, design):
+    keys = pools.host_key(meta)
+    counts = keys[keys.isin(set(hosts))].value_counts()
+    n = int(counts.sum()) if design == "paired" else int(len(counts) // 2 * counts.min())
+    return n, n

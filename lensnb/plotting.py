@@ -88,8 +88,10 @@ def paired_gallery(stamps, ctrls, meta, band: int = 1, zoom: int = 10):
         h = zoom / 2 * PIXEL_SCALE
         axes[i, 3].imshow(z, origin="lower", cmap="magma", extent=[-h, h, -h, h])
         axes[i, 3].set_title("difference, central 10×10", fontsize="small")
-        axes[i, 0].set_ylabel(f"θ_E={meta['theta_e_arcsec'].iat[i]:.2f}″\nβ/θ_E={meta['beta_over_theta_e'].iat[i]:.2f}"
-                              f"\nS/N={meta['arc_snr'].iat[i]:.0f}\n[arcsec]", fontsize="small")
+        label = f"θ_E={meta['theta_e_arcsec'].iat[i]:.2f}″"
+        if "beta_over_theta_e" in meta:
+            label += f"\nβ/θ_E={meta['beta_over_theta_e'].iat[i]:.2f}"
+        axes[i, 0].set_ylabel(label + f"\nS/N={meta['arc_snr'].iat[i]:.0f}\n[arcsec]", fontsize="small")
         for ax in axes[i]:
             ax.tick_params(labelsize="x-small")
     for ax in axes[-1]:
