@@ -160,7 +160,7 @@ def learning_curve(meta: pd.DataFrame, stamps, ctrls, split: dict, *, design: st
     """Test AUROC (clustered SE) against the number of training hosts for one design.
 
     For each (hosts, seed): a random subset of the training hosts, ``per_host`` rows each, images per
-    class = hosts x per_host / 2 (so paired and unpaired see the same number of images); early stopping
+    class = (hosts // 2) x per_host (so paired and unpaired see the same number of images); early stopping
     on a validation set of ``n_val`` per class from the validation hosts; scored on the design's own form
     of the test hosts and on new injections into its training hosts (seen hosts).
     """
@@ -178,7 +178,7 @@ def learning_curve(meta: pd.DataFrame, stamps, ctrls, split: dict, *, design: st
             first_rows = meta.assign(_k=keys.to_numpy()).groupby("_k", sort=False).head(per_host).index
             sub = meta.loc[first_rows]
             sub = sub[pools.host_key(sub).isin(set(chosen))]
-            n = h * per_host // 2
+            n = (h // 2) * per_host  # what the smaller unpaired pool can supply; paired uses the same
             table = pools.build_design(design, meta.loc[sub.index].assign(_orig=sub.index).reset_index(drop=True),
                                        chosen, n, n, seed)
             table["row"] = sub.index.to_numpy()[table["row"].to_numpy()]

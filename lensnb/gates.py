@@ -199,3 +199,18 @@ def results_frame(results) -> "pd.DataFrame":
     import pandas as pd
 
     return pd.DataFrame([r.__dict__ for r in results if r is not None])
+
+
+def reliance_gate(name: str, scores_full, scores_masked, y, groups, drop: float = 0.05, n_boot: int = 500,
+                  seed: int = 0, fit_groups=None) -> dict:
+    """Does a model rely on a masked region? AUROC(unmodified) - AUROC(masked) with a host-bootstrap
+    interval (the same hosts resampled for both): 'relies' if the whole interval exceeds ``drop``,
+    'does not rely' if it is entirely below, else 'undecidable'."""
+    from .metrics import paired_bootstrap_difference
+
+    check_gate_input(y, groups, n_folds=1)
+    if fit_groups is not None:
+        check_no_shared_hosts(fit_groups, groups)
+    d, lo, hi = paired_bootstrap_difference(y, scores_masked, groups, y, scores_full, groups, n_boot=n_boot, seed=seed)
+    v = "relies" if lo > drop else ("does not rely" if hi < drop else "undecidable")
+    return {"name": name, "AUROC drop": d, "ci_low": lo, "ci_high": hi, "verdict": v}

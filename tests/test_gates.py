@@ -122,3 +122,34 @@ def test_arc_masks_find_the_arc():
     stamp[:, :, 10:14, 50:54] += 5.0
     m = gates.arc_masks(stamp, ctrl, dilate=0)
     assert m[:, 10:14, 50:54].all() and m.sum() <= 2 * 16 + 20
+
+
+def test_reliance_gate_fires_for_a_core_model_and_not_for_an_annulus_model():
+    X, y, g = _data(core_signal=1.0)
+    X[y == 1, :, 20:24, 40:44] += 1.0  # the arc: a blob ~12 px out
+    filled = gates.fill_from_annulus(X, gates.CORE_MASK)
+
+    def core_model(x):
+        return x[:, :, 30:34, 30:34].mean(axis=(1, 2, 3))
+
+    def arc_model(x):
+        return x[:, :, 20:24, 40:44].mean(axis=(1, 2, 3))
+
+    r = gates.reliance_gate("core", core_model(X), core_model(filled), y, g, n_boot=200)
+    assert r["verdict"] == "relies" and r["AUROC drop"] > 0.3
+    r = gates.reliance_gate("arc", arc_model(X), arc_model(filled), y, g, n_boot=200)
+    assert r["verdict"] == "does not rely" and abs(r["AUROC drop"]) < 1e-9
+    with pytest.raises(ValueError, match="both the model's training set"):
+        gates.reliance_gate("x", arc_model(X), arc_model(filled), y, g, fit_groups=[0])
+
+
+def test_null_injection_data_keeps_every_image_gate_quiet():
+    # a 'null injection': positives are the negatives' images plus nothing but their own noise realisation
+    X, y, g = _data(core_signal=0.0, seed=4)
+    for r in gates.image_gates(X, y, g, n_boot=150):
+        assert r.verdict == "no shortcut", r
+
+
+def test_radial_profile_gate_quiet_without_a_ring():
+    X, y, g = _data(core_signal=0.0, seed=5)
+    assert gates.feature_gate("r", gates.radial_profile_features(X), y, g, n_boot=150).verdict == "no shortcut"
