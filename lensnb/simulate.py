@@ -78,12 +78,14 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
     return out, kernels
 
 
-def simulate_batch(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, *, supersample: int = 3,
-                   noise: bool = True, arc_noise: bool = False, device=None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Simulate ``per_host`` injections for each host; returns (meta, stamps, ctrls) with stamps (N, 3, 64, 64)."""
-    device = torch.device(device) if device is not None else default_device()
-    hosts = hosts.reset_index(drop=True)
-    ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device)
+def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, kernels: torch.Tensor, *,
+                  supersample: int, device):
+    """Draw ``per_host`` injections per host and render their PSF-convolved arcs.
+
+    ``hosts`` needs host_id, host_z (NaN allowed unless the preset ties theta_E to the host, which also
+    needs host_sigma_v_kms) and noise_sigma_{g,r,z}; ``kernels`` are the hosts' PSF kernels (H, 3, K, K).
+    Returns (meta with the injection and arc columns, host row of each injection, arcs (N, 3, 64, 64) on ``device``).
+    """
     inj = populations.sample_injections(hosts, per_host, preset, seed)
     hidx = inj.pop("host_row").to_numpy()
     meta = pd.concat([hosts.iloc[hidx].reset_index(drop=True), inj], axis=1)
@@ -105,6 +107,16 @@ def simulate_batch(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, 
     flux_r = arcs_t[:, 1].sum(dim=(1, 2))
     meta["arc_flux_r"] = flux_r.cpu().numpy()
     meta["arc_core_flux_frac_r"] = (arcs_t[:, 1, CORE_SLICE, CORE_SLICE].sum(dim=(1, 2)) / flux_r.clamp_min(1e-30)).cpu().numpy()
+    return meta, hidx, arcs_t
+
+
+def simulate_batch(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, *, supersample: int = 3,
+                   noise: bool = True, arc_noise: bool = False, device=None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Simulate ``per_host`` injections for each host; returns (meta, stamps, ctrls) with stamps (N, 3, 64, 64)."""
+    device = torch.device(device) if device is not None else default_device()
+    hosts = hosts.reset_index(drop=True)
+    ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device)
+    meta, hidx, arcs_t = injected_arcs(hosts, per_host, preset, seed, kernels, supersample=supersample, device=device)
     stamps = ctrl[torch.as_tensor(hidx, device=device)] + arcs_t
     if arc_noise:
         keys = meta["host_id"].to_numpy(np.int64) * 65536 + np.tile(np.arange(per_host), len(hosts))
