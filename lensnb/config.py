@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(os.environ.get("LENSNB_ROOT", Path(__file__).resolve().parents[1]))
 NOTEBOOKS_DIR = ROOT / "notebooks"
 PROFILES_DIR = ROOT / "profiles"
@@ -33,4 +35,6 @@ CENTER_PIX = (STAMP_SIZE - 1) / 2.0  # 31.5
 # The request's "central 10x10 pixels": indices 27..36 on both axes, i.e. the
 # box |dx| < 5 px, |dy| < 5 px around CENTER_PIX.
 CORE_BOX = 10  # pixels on a side
+# Distance of every stamp pixel from the lens centre [pixels], shape (64, 64).
+RADIUS_PX = np.hypot(*np.meshgrid(np.arange(STAMP_SIZE) - CENTER_PIX, np.arange(STAMP_SIZE) - CENTER_PIX))
 CORE_SLICE = slice(STAMP_SIZE // 2 - CORE_BOX // 2, STAMP_SIZE // 2 + CORE_BOX // 2)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import CENTER_PIX, CORE_SLICE, STAMP_SIZE
+from .config import CORE_SLICE, RADIUS_PX as _R
 
-_yy, _xx = np.mgrid[0:STAMP_SIZE, 0:STAMP_SIZE]
-_R = np.hypot(_xx - CENTER_PIX, _yy - CENTER_PIX)
 ANNULUS = (_R >= 8) & (_R < 16)  # pixels 8-16 from the centre
 
 

@@ -10,7 +10,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .config import CENTER_PIX, CORE_SLICE, STAMP_SIZE
+from .config import CORE_SLICE, RADIUS_PX as _R, STAMP_SIZE
 from .metrics import cluster_bootstrap_ci
 
 
@@ -69,8 +69,6 @@ def core_features(images: np.ndarray) -> np.ndarray:
     return images[:, :, CORE_SLICE, CORE_SLICE].reshape(len(images), -1)
 
 
-_yy, _xx = np.mgrid[0:STAMP_SIZE, 0:STAMP_SIZE]
-_R = np.hypot(_xx - CENTER_PIX, _yy - CENTER_PIX)
 CORE_MASK = np.zeros((STAMP_SIZE, STAMP_SIZE), bool)
 CORE_MASK[CORE_SLICE, CORE_SLICE] = True
 ANNULUS_MASK = (_R >= 6) & (_R < 16)  # outside the core box's inscribed circle, inside 16 px

@@ -21,15 +21,14 @@ import pyarrow.parquet as pq
 import torch
 
 from . import dataset, populations
-from .config import CENTER_PIX, STAMP_SIZE
+from .config import RADIUS_PX
 from .lensing import default_device
 from .render import MOFFAT_BETA, moffat_kernels
 from .simulate import BANDS, _t, injected_arcs
 
 HOST_REQUIRED = ("ctrl_stamp_npz", "ra", "dec", "brickname", "psf_fwhm_used_r")
 FWHM_RATIO = {"g": 1.48 / 1.33, "r": 1.0, "z": 1.24 / 1.33}
-_yy, _xx = np.mgrid[0:STAMP_SIZE, 0:STAMP_SIZE]
-_OUTER = np.hypot(_xx - CENTER_PIX, _yy - CENTER_PIX) > 16
+_OUTER = RADIUS_PX > 16
 
 
 def read_hosts(path) -> tuple[pd.DataFrame, np.ndarray]:
