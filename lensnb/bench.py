@@ -3,7 +3,8 @@
     python -m lensnb.bench simulate [--hosts 16 --per-host 10 --ref-pairs 30 --device cpu]
 
 Measures paired samples per second (host control stamp + host with arc, g/r/z, supersampling 3,
-Moffat PSF convolution, sky noise) for lensnb's batched torch simulator and for a lenstronomy loop
+Moffat PSF convolution, sky noise, image-finder metadata) for lensnb's batched torch simulator --
+images left on the device, as NumPy arrays, and written as Parquet -- and for a lenstronomy loop
 doing the same work: each host's light rendered once per band, each arc ray-traced, supersampled
 and convolved with the same PSF kernel per band.
 """
@@ -22,20 +23,41 @@ from .render import mag_to_nmgy, moffat_kernels, sersic_total_flux_per_amp
 from .simulate import simulate_batch
 
 
-def bench_lensnb(n_hosts: int, per_host: int, device, seed: int = 0, repeats: int = 2) -> float:
-    spec = populations.get_preset("request")
-    hosts = populations.sample_hosts(n_hosts, np.random.default_rng(seed))
-    simulate_batch(hosts.iloc[:2], 2, spec, seed, device=device)  # warm-up
+def _best_rate(fn, n: int, repeats: int) -> float:
     best = np.inf
     for _ in range(repeats):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        simulate_batch(hosts, per_host, spec, seed, device=device)
+        fn()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
-    return n_hosts * per_host / best
+    return n / best
+
+
+def bench_lensnb(n_hosts: int, per_host: int, device, seed: int = 0, repeats: int = 2) -> dict[str, float]:
+    """Paired samples per second, best of ``repeats``, for three ends of the simulator.
+
+    ``device``: images left on the torch device (one control per host + one stamp per row), as a
+    GPU training loop would consume them; ``arrays``: NumPy stamps and per-row controls in host
+    memory (``simulate_batch``); ``parquet``: the whole CLI path, npz-encoded and written to a file.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from .simulate import simulate, simulate_on_device
+
+    spec = populations.get_preset("request")
+    hosts = populations.sample_hosts(n_hosts, np.random.default_rng(seed))
+    simulate_batch(hosts.iloc[:2], 2, spec, seed, device=device)  # warm-up
+    n = n_hosts * per_host
+    rates = {"device": _best_rate(lambda: simulate_on_device(hosts, per_host, spec, seed, device=device), n, repeats),
+             "arrays": _best_rate(lambda: simulate_batch(hosts, per_host, spec, seed, device=device), n, repeats)}
+    with tempfile.TemporaryDirectory() as tmp:
+        rates["parquet"] = _best_rate(lambda: simulate("request", n_hosts, per_host, seed, Path(tmp) / "b.parquet",
+                                                       device=device, progress=False), n, 1)
+    return rates
 
 
 def bench_lenstronomy(n_pairs: int, per_host: int, seed: int = 0) -> float:
@@ -163,12 +185,16 @@ def main(argv=None) -> int:
     device = torch.device(a.device) if a.device else default_device()
     print(f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else 'CPU'}), "
           f"torch threads: {torch.get_num_threads()}")
-    rate = bench_lensnb(a.hosts, a.per_host, device)
-    print(f"lensnb:      {rate:10.1f} paired samples/s  ({a.hosts} hosts x {a.per_host} injections per batch)")
+    rates = bench_lensnb(a.hosts, a.per_host, device)
+    print(f"lensnb ({a.hosts} hosts x {a.per_host} injections per batch):")
+    labels = {"device": "images left on the device", "arrays": "NumPy arrays in host memory",
+              "parquet": "npz-encoded Parquet file (CLI path)"}
+    for k, v in rates.items():
+        print(f"  {v:10.1f} paired samples/s  {labels[k]}")
     if a.ref_pairs:
         ref = bench_lenstronomy(a.ref_pairs, a.per_host)
         print(f"lenstronomy: {ref:10.1f} paired samples/s  ({a.ref_pairs} pairs, loop)")
-        print(f"ratio:       {rate / ref:10.1f} x")
+        print(f"ratio (arrays / lenstronomy): {rates['arrays'] / ref:10.1f} x")
     return 0
 
 

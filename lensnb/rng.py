@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 _M = 0xFFFFFFFF
@@ -29,6 +30,8 @@ def _combine(a: torch.Tensor, b) -> torch.Tensor:
 
 def normal(seed: int, stream: int, keys, shape: tuple[int, ...], device=None) -> torch.Tensor:
     """Standard normal variates, (len(keys), *shape) float32; row i depends only on (seed, stream, keys[i])."""
+    if not isinstance(keys, torch.Tensor):
+        keys = np.array(keys, dtype=np.int64)  # a writable copy (pandas hands out read-only views)
     keys = torch.as_tensor(keys, dtype=torch.int64, device=device)
     base = _combine(_combine(torch.full_like(keys, seed & _M), stream), keys)  # (N,)
     n = math.prod(shape)

@@ -103,9 +103,29 @@ def test_batch_size_does_not_change_the_data(tmp_path):
     np.testing.assert_allclose(i1["stamp_npz"], i2["stamp_npz"], atol=1e-6)
 
 
+def test_device_batch_matches_arrays_and_render_chunking(monkeypatch):
+    """The device batch (one control per host + host_row) holds the same images as the NumPy arrays,
+    and rendering one stamp at a time gives the same pixels as the default chunks."""
+    from lensnb import populations
+
+    spec = populations.get_preset("request")
+    hosts = populations.sample_hosts(5, np.random.default_rng(3))
+    b = simulate.simulate_on_device(hosts, 3, spec, 9, device="cpu")
+    meta, stamps, ctrls = simulate.simulate_batch(hosts, 3, spec, 9, device="cpu")
+    assert b.ctrls.shape == (5, 3, STAMP_SIZE, STAMP_SIZE) and b.stamps.shape == (15, 3, STAMP_SIZE, STAMP_SIZE)
+    np.testing.assert_array_equal(b.host_row.numpy(), np.repeat(np.arange(5), 3))
+    np.testing.assert_array_equal(b.stamps.numpy(), stamps)
+    np.testing.assert_array_equal(b.ctrls.numpy()[b.host_row.numpy()], ctrls)
+    pd.testing.assert_frame_equal(b.meta, meta)
+    monkeypatch.setattr(simulate, "render_chunk", lambda device: 1)
+    _, stamps1, ctrls1 = simulate.simulate_batch(hosts, 3, spec, 9, device="cpu")
+    np.testing.assert_allclose(stamps1, stamps, atol=1e-6)
+    np.testing.assert_allclose(ctrls1, ctrls, atol=1e-6)
+
+
 def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = simulate.simulate_batch
+    real = simulate.simulate_on_device
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -113,7 +133,7 @@ def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
             raise RuntimeError("planted failure")
         return real(*a, **k)
 
-    monkeypatch.setattr(simulate, "simulate_batch", flaky)
+    monkeypatch.setattr(simulate, "simulate_on_device", flaky)
     out = tmp_path / "partial.parquet"
     with pytest.raises(RuntimeError, match="planted"):
         simulate.simulate("request", 4, 1, 0, out, hosts_per_batch=2, device="cpu", progress=False)
