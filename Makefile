@@ -10,7 +10,7 @@ DATA ?=
 DATA_ARG := $(if $(DATA),--data $(DATA),)
 
 .DEFAULT_GOAL := help
-.PHONY: help book nb test test-fast lab clean clean-book strip
+.PHONY: help book nb test test-fast bench lab clean clean-book strip
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test: $(VENV)/.installed  ## Run the test suite (unit tests, then every notebook
 
 test-fast: $(VENV)/.installed  ## Unit tests only (skip the notebook/book tests)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not book"
+
+bench: $(VENV)/.installed  ## Simulator throughput, lensnb vs lenstronomy (pairs/s); GPU: make bench ARGS="--device cuda --hosts 1024 --per-host 20 --ref-pairs 0"
+	$(PY) -m lensnb.bench simulate $(ARGS)
 
 lab: $(VENV)/.installed  ## Open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
