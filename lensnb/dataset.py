@@ -332,6 +332,12 @@ class LazyImages:
         return self.store.images(idx, self.column)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class AtomicParquetWriter:
     """Write Parquet to a temporary file in the target directory; rename on success only."""
 
@@ -352,6 +358,7 @@ class AtomicParquetWriter:
     def __exit__(self, exc_type, exc, tb):
         self.writer.close()
         if exc_type is None:
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
             os.replace(self.tmp, self.path)
         else:
             Path(self.tmp).unlink(missing_ok=True)

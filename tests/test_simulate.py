@@ -1,4 +1,6 @@
 """The simulator: arcs re-rendered by lenstronomy from the stored parameters, the CLI, the format."""
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +87,9 @@ def test_cli_same_seed_identical_files_and_round_trip(tmp_path):
                             "--out", str(out), "--device", "cpu"])
         assert rc == 0
     assert a.read_bytes() == b.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(a.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
     assert a.read_bytes() != c.read_bytes()
     imgs, meta = dataset.load(a)
     assert len(meta) == 6 and meta["host_id"].nunique() == 3
