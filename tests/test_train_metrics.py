@@ -69,3 +69,26 @@ def test_paired_difference_of_identical_scorers_is_zero():
     y, s, g = _clustered(30, 6, rng)
     d, lo, hi = paired_bootstrap_difference(y, s, g, y, s, g, n_boot=100)
     assert d == 0 and lo == 0 and hi == 0
+
+
+def test_crossing_interpolates_and_refuses_to_extrapolate():
+    from lensnb.experiment import crossing
+
+    assert crossing([1, 2, 3], [0.5, 0.7, 0.9], 0.8) == pytest.approx(2.5)
+    assert np.isnan(crossing([1, 2, 3], [0.5, 0.6, 0.7], 0.8))  # never reached
+    assert np.isnan(crossing([1, 2, 3], [0.85, 0.9, 0.95], 0.8))  # already above at the first point
+
+
+def test_core_auc_rises_with_source_brightness(tmp_path, monkeypatch):
+    """Same hosts and lenses, sources 3 mag brighter vs 3 mag fainter: the arc S/N and the core-LR
+    AUROC must both be higher for the bright sources."""
+    from lensnb import config
+    from lensnb.experiment import core_auc_vs_brightness
+
+    monkeypatch.setattr(config, "PROCESSED_DIR", tmp_path)
+    tab = core_auc_vs_brightness("request", [-3.0, 3.0], 16, 3, 5, n_boot=50, progress=False)
+    bright, faint = tab.iloc[0], tab.iloc[1]
+    assert bright.median_src_mag_r == pytest.approx(faint.median_src_mag_r - 6.0)
+    assert bright.median_arc_snr > 10 * faint.median_arc_snr
+    assert bright.core_auc > faint.core_auc + 0.2
+    assert len(list(tmp_path.glob("*.parquet"))) == 2
