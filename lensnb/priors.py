@@ -6,8 +6,10 @@ A prior is a plain dict (so papermill parameters and YAML profiles can carry it)
      "beta": {"dist": "uniform_radius", "max_over_theta_e": 1.0},
      "mass_e_sd": 0.1, "shear_sd": 0.05, "min_total_mu": None}
 
-``theta_e.dist`` is ``uniform`` or ``loguniform`` (``low``/``high`` in arcsec), or
-``sigma_v`` (host-consistent: theta_E = 4 pi (sigma_v/c)^2 D_ls/D_s with
+``theta_e.dist`` is ``uniform`` or ``loguniform`` (``low``/``high`` in arcsec),
+``grid`` (``values``: a list of Einstein radii [arcsec], each drawn with equal
+probability, as for injections on a fixed grid), or ``sigma_v`` (host-consistent:
+theta_E = 4 pi (sigma_v/c)^2 D_ls/D_s with
 log10 sigma_v ~ N(``log10_sigma_mean``, ``log10_sigma_sd``) [km/s],
 z_l ~ U(``zl_low``, ``zl_high``) and ln z_s ~ N(ln ``zs_median``, ``zs_log_sd``),
 flat LambdaCDM H0 = 70, Om0 = 0.3).
@@ -36,6 +38,7 @@ RAD_TO_ARCSEC = 180.0 / np.pi * 3600.0
 _THETA_E_KEYS = {
     "uniform": {"low", "high"},
     "loguniform": {"low", "high"},
+    "grid": {"values"},
     "sigma_v": {"log10_sigma_mean", "log10_sigma_sd", "zl_low", "zl_high", "zs_median", "zs_log_sd"},
 }
 _BETA_KEYS = {"uniform_radius": {"max_over_theta_e"}, "uniform_area": {"max_over_theta_e"}}
@@ -59,6 +62,15 @@ def validate_prior(name: str, spec: dict) -> dict:
             raise ValueError(
                 f"prior {name!r}: {part} ({sub['dist']}) needs keys {sorted(need)}, got {sorted(have)}"
             )
+    te = spec["theta_e"]
+    if te["dist"] == "grid":
+        vals = te["values"]
+        if (not isinstance(vals, (list, tuple)) or not vals
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in vals)):
+            raise ValueError(f"prior {name!r}: theta_e (grid) values must be a non-empty list of positive numbers")
+    bmax = spec["beta"]["max_over_theta_e"]
+    if not isinstance(bmax, (int, float)) or isinstance(bmax, bool) or bmax <= 0:
+        raise ValueError(f"prior {name!r}: beta.max_over_theta_e must be a positive number")
     return spec
 
 
@@ -81,6 +93,8 @@ def sample_theta_e(spec: dict, n: int, rng: np.random.Generator) -> pd.DataFrame
         return pd.DataFrame({"theta_e": rng.uniform(spec["low"], spec["high"], n)})
     if d == "loguniform":
         return pd.DataFrame({"theta_e": np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]), n))})
+    if d == "grid":
+        return pd.DataFrame({"theta_e": rng.choice(np.asarray(spec["values"], dtype=float), n)})
     sigma = 10 ** rng.normal(spec["log10_sigma_mean"], spec["log10_sigma_sd"], n)
     z_l = rng.uniform(spec["zl_low"], spec["zl_high"], n)
     z_s = spec["zs_median"] * np.exp(spec["zs_log_sd"] * rng.standard_normal(n))
@@ -96,6 +110,12 @@ def sample_theta_e(spec: dict, n: int, rng: np.random.Generator) -> pd.DataFrame
     )
 
 
+def sample_beta_over_theta_e(spec: dict, n: int, rng: np.random.Generator) -> np.ndarray:
+    """|beta| / theta_E for a ``beta`` spec: ``max u`` (uniform in radius) or ``max sqrt(u)`` (in area)."""
+    u = rng.uniform(0.0, 1.0, n)
+    return spec["max_over_theta_e"] * (u if spec["dist"] == "uniform_radius" else np.sqrt(u))
+
+
 def sample_systems(name: str, spec: dict, n: int, rng: np.random.Generator) -> pd.DataFrame:
     """Draw ``n`` lens systems from a prior spec (before any ``min_total_mu`` cut).
 
@@ -105,9 +125,7 @@ def sample_systems(name: str, spec: dict, n: int, rng: np.random.Generator) -> p
     """
     validate_prior(name, spec)
     df = sample_theta_e(spec["theta_e"], n, rng)
-    bmax = spec["beta"]["max_over_theta_e"]
-    u = rng.uniform(0.0, 1.0, n)
-    frac = bmax * (u if spec["beta"]["dist"] == "uniform_radius" else np.sqrt(u))
+    frac = sample_beta_over_theta_e(spec["beta"], n, rng)
     ang = rng.uniform(0.0, 2 * np.pi, n)
     df["beta"] = frac * df["theta_e"]
     df["beta_over_theta_e"] = frac
@@ -122,6 +140,31 @@ def sample_systems(name: str, spec: dict, n: int, rng: np.random.Generator) -> p
     df["psf_fwhm_r"] = sample_psf_fwhm("r", n, rng)
     df.insert(0, "prior", name)
     return df
+
+
+def _num(v) -> str:
+    return f"{v:g}"
+
+
+def describe_theta_e(spec: dict) -> str:
+    """Short text for a ``theta_e`` spec (for narrow tables), e.g. ``U(0.5, 2.5)″``."""
+    d = spec["dist"]
+    if d in ("uniform", "loguniform"):
+        return f"{'U' if d == 'uniform' else 'logU'}({_num(spec['low'])}, {_num(spec['high'])})″"
+    if d == "grid":
+        return "grid {" + ", ".join(_num(v) for v in spec["values"]) + "}″"
+    return "from σ_v, z_l, z_s"
+
+
+def describe_beta(spec: dict) -> str:
+    """Short text for a ``beta`` spec, e.g. ``area, ≤ 0.7 θ_E``."""
+    kind = "U(|β|)" if spec["dist"] == "uniform_radius" else "area"
+    return f"{kind}, ≤ {_num(round(spec['max_over_theta_e'], 3))} θ_E"
+
+
+def beta_median_over_theta_e(spec: dict) -> float:
+    """Analytic median of |beta| / theta_E: max / 2 (uniform in radius) or max / sqrt(2) (in area)."""
+    return spec["max_over_theta_e"] * (0.5 if spec["dist"] == "uniform_radius" else np.sqrt(0.5))
 
 
 def resolve_priors(priors: dict) -> dict:
@@ -145,6 +188,11 @@ _SIGMA_THETA = {
     "zl_low": 0.4, "zl_high": 1.0, "zs_median": 1.85, "zs_log_sd": 0.3,
 }
 
+# An injection grid over the request's stated theta_E range 0.5-2.5 arcsec in steps of 0.5 arcsec (the
+# range's own end points and the coarsest round step that has interior values): an assumption about how
+# a team might inject, not a stated fact.
+_GRID_THETA = {"dist": "grid", "values": [0.5, 1.0, 1.5, 2.0, 2.5]}
+
 #: Candidate priors compared in the geometry chapter (name -> spec).
 CANDIDATE_PRIORS: dict[str, dict] = {
     "uniform_theta_uniform_beta": {
@@ -165,3 +213,29 @@ CANDIDATE_PRIORS: dict[str, dict] = {
         "label": "σ_v(θ_E) · area(β) · μ≥3", "theta_e": _SIGMA_THETA, "beta": _BETA_AREA,
         **_LENS_SHAPE, "min_total_mu": 3.0},
 }
+
+
+#: Cut-offs c of beta uniform in area up to c theta_E tried against the request's statistics
+#: (median beta / theta_E = c / sqrt 2: c = 0.7 gives 0.49).
+AREA_BETA_CUTOFFS = (0.6, 0.7, 0.8, 0.9)
+
+
+def _families() -> dict[str, dict]:
+    thetas = {"uniform_theta": ("U(θ_E)", _REQUEST_THETA), "loguniform_theta": ("logU(θ_E)", _LOG_THETA),
+              "grid_theta": ("grid(θ_E)", _GRID_THETA)}
+    betas = {f"area{int(round(100 * c))}_beta": (f"area(β≤{c:g}θ_E)", {"dist": "uniform_area", "max_over_theta_e": c})
+             for c in AREA_BETA_CUTOFFS}
+    out = {}
+    for tkey, (tlab, tspec) in thetas.items():
+        # the grid also with the two c = 1 beta families the candidates already use for U and logU
+        extra = {"uniform_beta": ("U(|β|)", _BETA_RADIUS), "area_beta": ("area(β)", _BETA_AREA)} \
+            if tkey == "grid_theta" else {}
+        for bkey, (blab, bspec) in {**extra, **betas}.items():
+            out[f"{tkey}_{bkey}"] = {"label": f"{tlab} · {blab}", "theta_e": tspec, "beta": bspec, **_LENS_SHAPE}
+    return out
+
+
+#: Further prior families tried against the request's three statistics (name -> spec): beta uniform in
+#: area up to c theta_E (c < 1) with uniform, log-uniform and grid theta_E, and the grid with the c = 1
+#: families. Together with CANDIDATE_PRIORS they test whether the statistics identify the prior.
+PRIOR_FAMILIES: dict[str, dict] = _families()

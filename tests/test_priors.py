@@ -2,7 +2,17 @@
 import numpy as np
 import pytest
 
-from lensnb.priors import CANDIDATE_PRIORS, einstein_radius_sis, sample_systems, validate_prior
+from lensnb.priors import (
+    AREA_BETA_CUTOFFS,
+    CANDIDATE_PRIORS,
+    PRIOR_FAMILIES,
+    beta_median_over_theta_e,
+    describe_beta,
+    describe_theta_e,
+    einstein_radius_sis,
+    sample_systems,
+    validate_prior,
+)
 from lensnb.survey import psf_fwhm_quantile, sample_psf_fwhm
 
 
@@ -63,3 +73,64 @@ def test_bad_prior_is_refused_with_its_name(spec, message):
     with pytest.raises(ValueError, match=message) as err:
         validate_prior("mine", spec)
     assert "'mine'" in str(err.value)
+
+
+@pytest.mark.parametrize("c", [0.6, 0.7, 0.8, 0.9])
+def test_area_beta_with_cutoff_has_median_c_over_sqrt2(c):
+    # |beta| uniform over the disc of radius c theta_E: P(b < x) = (x / c)^2, median c / sqrt 2
+    spec = {"theta_e": {"dist": "loguniform", "low": 0.5, "high": 2.5},
+            "beta": {"dist": "uniform_area", "max_over_theta_e": c}}
+    n = 40000
+    b = sample_systems("a", spec, n, np.random.default_rng(11))["beta_over_theta_e"].to_numpy()
+    # MC error of a median: 1 / (2 f(m) sqrt n) with density f(m) = 2 m / c^2 = sqrt 2 / c
+    sd = c / (2 * np.sqrt(2) * np.sqrt(n))
+    assert np.median(b) == pytest.approx(c / np.sqrt(2), abs=4 * sd)
+    assert b.max() <= c
+    assert beta_median_over_theta_e(spec["beta"]) == pytest.approx(c / np.sqrt(2))
+
+
+def test_theta_e_grid_yields_only_grid_values_in_equal_shares():
+    grid = [0.5, 1.0, 1.5, 2.0, 2.5]
+    spec = {"theta_e": {"dist": "grid", "values": grid}, "beta": {"dist": "uniform_radius", "max_over_theta_e": 1.0}}
+    df = sample_systems("g", spec, 20000, np.random.default_rng(12))
+    assert set(np.unique(df["theta_e"])) == set(grid)
+    shares = df["theta_e"].value_counts(normalize=True)
+    assert shares.to_numpy() == pytest.approx(np.full(5, 0.2), abs=0.015)
+    np.testing.assert_allclose(df["beta"], df["beta_over_theta_e"] * df["theta_e"])
+
+
+def test_families_are_valid_and_use_the_one_sampler():
+    for name, spec in PRIOR_FAMILIES.items():
+        validate_prior(name, spec)
+    assert not set(PRIOR_FAMILIES) & set(CANDIDATE_PRIORS)
+    cutoffs = {s["beta"]["max_over_theta_e"] for s in PRIOR_FAMILIES.values() if s["beta"]["dist"] == "uniform_area"}
+    assert set(AREA_BETA_CUTOFFS) <= cutoffs and all(c <= 1 for c in cutoffs)
+    assert sum(s["theta_e"]["dist"] == "grid" for s in PRIOR_FAMILIES.values()) == len(AREA_BETA_CUTOFFS) + 2
+
+
+def test_existing_priors_draw_what_they_drew_before():
+    # the beta sampler was factored out; the draw order (theta_E, then u, then the angle) is unchanged
+    spec = CANDIDATE_PRIORS["uniform_theta_area_beta"]
+    rng = np.random.default_rng(13)
+    theta = rng.uniform(0.5, 2.5, 50)
+    frac = np.sqrt(rng.uniform(0.0, 1.0, 50))
+    df = sample_systems("x", spec, 50, np.random.default_rng(13))
+    np.testing.assert_array_equal(df["theta_e"], theta)
+    np.testing.assert_array_equal(df["beta_over_theta_e"], frac)
+
+
+def test_short_descriptions():
+    assert describe_theta_e({"dist": "grid", "values": [0.5, 1.0, 2.5]}) == "grid {0.5, 1, 2.5}″"
+    assert describe_theta_e({"dist": "loguniform", "low": 0.5, "high": 2.5}) == "logU(0.5, 2.5)″"
+    assert describe_beta({"dist": "uniform_area", "max_over_theta_e": 0.7}) == "area, ≤ 0.7 θ_E"
+    assert describe_beta({"dist": "uniform_radius", "max_over_theta_e": 1.0}) == "U(|β|), ≤ 1 θ_E"
+
+
+@pytest.mark.parametrize(
+    "theta_e, message",
+    [({"dist": "grid", "values": []}, "non-empty list"), ({"dist": "grid", "values": [1.0, -0.5]}, "positive"),
+     ({"dist": "grid", "values": 1.0}, "non-empty list")],
+)
+def test_bad_grid_is_refused(theta_e, message):
+    with pytest.raises(ValueError, match=message):
+        validate_prior("g", {"theta_e": theta_e, "beta": {"dist": "uniform_area", "max_over_theta_e": 1}})
