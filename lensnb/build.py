@@ -221,7 +221,10 @@ def _postprocess(nb_path: Path, profile: str, params: dict, overrides: dict, key
                 tags.append("hide-input")
         if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
             tags.append("remove-cell")
-    header = nbformat.v4.new_markdown_cell(run_header_markdown(profile, params, overrides, version_string()))
+    text = run_header_markdown(profile, params, overrides, version_string())
+    if not {"data", "preset", "presets"} & set(declared_parameters(nb_path)):  # reads no images: no data field
+        text = text.replace(" · data: embedded simulator", "", 1)
+    header = nbformat.v4.new_markdown_cell(text)
     header.metadata["tags"] = ["run-header"]
     pos = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
     nb.cells.insert(pos, header)
