@@ -31,8 +31,8 @@ FWHM_RATIO = {"g": 1.48 / 1.33, "r": 1.0, "z": 1.24 / 1.33}
 _OUTER = RADIUS_PX > 16
 
 
-def read_hosts(path) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row and one host image (3, 64, 64) per distinct (ra, dec)."""
+def read_hosts(path, max_hosts: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row and one host image (3, 64, 64) per distinct (ra, dec); the first ``max_hosts`` if given."""
     dataset.validate_schema(path, required=HOST_REQUIRED)
     rows, imgs, seen = [], [], set()
     for f in dataset._files(path):
@@ -45,6 +45,8 @@ def read_hosts(path) -> tuple[pd.DataFrame, np.ndarray]:
                 key = (round(float(r["ra"]), 6), round(float(r["dec"]), 6))
                 if key in seen:
                     continue
+                if max_hosts is not None and len(seen) >= max_hosts:
+                    return pd.DataFrame(rows).reset_index(drop=True), np.stack(imgs)
                 seen.add(key)
                 imgs.append(dataset.decode_npz(r["ctrl_stamp_npz"], f"{f}: row {offset + i}, column 'ctrl_stamp_npz'"))
                 rows.append(r.drop(labels=["ctrl_stamp_npz"]))
@@ -53,12 +55,26 @@ def read_hosts(path) -> tuple[pd.DataFrame, np.ndarray]:
     return hosts, np.stack(imgs)
 
 
+def host_columns(columns) -> list[str]:
+    """The columns of a manifest that describe the host and its imaging (kept when arcs are injected);
+    per-injection columns (theta_E, source, arc statistics, ...) of a paired manifest are dropped, since
+    the injection draws its own."""
+    keep = ("ra", "dec", "brickname", "n_neighbours", "n_stars")
+    return [c for c in columns if c in keep or c.startswith(("host_", "psf_fwhm_used_", "noise_sigma_"))]
+
+
 def inject(path, out, *, preset: str = "request", per_host: int = 1, seed: int = 0, supersample: int = 3,
-           device=None, preset_overrides: dict | None = None) -> pd.DataFrame:
-    """Write a paired manifest with arcs injected into the hosts of ``path``; return its metadata."""
+           device=None, preset_overrides: dict | None = None, arc_scale: float = 1.0,
+           max_hosts: int | None = None) -> pd.DataFrame:
+    """Write a paired manifest with arcs injected into the hosts of ``path``; return its metadata.
+
+    ``arc_scale`` multiplies every arc's flux; 0 is the null injection: every step of the injection path
+    runs (decoding, adding, re-encoding, writing), only the arc's flux is zero, so any difference left
+    between ``stamp_npz`` and ``ctrl_stamp_npz`` is made by the processing, not by an arc."""
     spec = populations.get_preset(preset, preset_overrides)
     device = torch.device(device) if device is not None else default_device()
-    hosts, ctrl = read_hosts(path)
+    hosts, ctrl = read_hosts(path, max_hosts)
+    hosts = hosts[host_columns(hosts.columns)]
     if spec["theta_e"]["dist"] == "host":
         missing = [c for c in ("host_z", "host_sigma_v_kms") if c not in hosts]
         if missing:
@@ -74,7 +90,12 @@ def inject(path, out, *, preset: str = "request", per_host: int = 1, seed: int =
     fwhm = _t(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(float), device, torch.float64)
     kernels = moffat_kernels(fwhm).float()
     meta, hidx, arcs = injected_arcs(hosts, per_host, spec, seed, kernels, supersample=supersample, device=device)
-    stamps = ctrl[hidx] + arcs.cpu().numpy()
+    if arc_scale < 0:
+        raise ValueError(f"arc_scale must be >= 0, got {arc_scale}")
+    stamps = ctrl[hidx] + np.float32(arc_scale) * arcs.cpu().numpy()
+    for c in ("arc_snr", "arc_snr_r", "arc_flux_r"):
+        if c in meta:
+            meta[c] = meta[c] * arc_scale
     meta["psf_moffat_beta"] = MOFFAT_BETA
     meta["supersampling"] = supersample
     meta["preset"], meta["seed"] = preset, seed

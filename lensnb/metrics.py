@@ -61,3 +61,151 @@ def stratified_auroc(y, score, strata, groups, min_pos: int = 10, n_boot: int = 
         auc, lo, hi = cluster_bootstrap_ci(y[sel], score[sel], groups[sel], n_boot=n_boot, seed=seed)
         rows.append({"stratum": level, "n_pos": n_pos, "auroc": auc, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- seeds x hosts
+def fast_auroc(y, scores) -> np.ndarray:
+    """Mann-Whitney AUROC (ties count one half) of ``scores`` (n,) or (k, n) against labels ``y`` (n,)."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y)
+    s = np.atleast_2d(np.asarray(scores, float))
+    pos = y == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        raise ValueError("AUROC needs both classes")
+    r = rankdata(s, axis=1)
+    out = (r[:, pos].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return out if np.ndim(scores) == 2 else out[0]
+
+
+from dataclasses import dataclass, field  # noqa: E402
+
+
+@dataclass
+class SeededInterval:
+    """An AUROC (or a difference of two) from models trained with several seeds, scored on test hosts.
+
+    ``estimate`` is the mean over seeds; ``host_low``/``host_high`` the percentile interval from
+    resampling test hosts (jointly for both sets of a difference); ``ci_low``/``ci_high`` that interval
+    widened by the seed standard error in quadrature (the interval for the training procedure's mean);
+    ``per_seed`` the value of each seed and ``seed_sd`` their standard deviation (what one run may move).
+    """
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    host_low: float
+    host_high: float
+    per_seed: list = field(default_factory=list)
+    seed_sd: float = 0.0
+    level: float = 0.95
+
+    def text(self, digits: int = 3) -> str:
+        return format_interval(self.estimate, self.ci_low, self.ci_high, digits)
+
+
+def format_interval(est: float, lo: float, hi: float, digits: int = 3) -> str:
+    """'0.904 (0.891 to 0.918)': a value with its interval; 'to' keeps negative bounds readable."""
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(est)} ({f.format(lo)} to {f.format(hi)})"
+
+
+def _host_index(groups, hosts):
+    pos = {h: i for i, h in enumerate(hosts)}
+    return np.array([pos[h] for h in np.asarray(groups)])
+
+
+def joint_host_bootstrap(sets, fn, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> SeededInterval:
+    """A statistic of several AUROCs with a joint host bootstrap and the seed spread folded in.
+
+    ``sets`` is a list of (labels, scores, hosts) with scores (n_seeds, n) or (n,); ``fn`` maps the list
+    of per-seed AUROC arrays (one per set) to a per-seed statistic (e.g. ``lambda a: a[1] - a[0]``). One
+    bootstrap draw of hosts (with replacement, from the union of all sets' hosts) is applied to every
+    set, so what the sets share cancels. The statistic is averaged over seeds; its percentile interval
+    over host draws is widened by the seed standard error (sd / sqrt(n_seeds)) in quadrature.
+    """
+    from scipy.stats import norm
+
+    sets = [(np.asarray(y), np.atleast_2d(np.asarray(S, float)), np.asarray(g)) for y, S, g in sets]
+    if len({S.shape[0] for _, S, _ in sets}) != 1:
+        raise ValueError("every set needs scores from the same seeds")
+    hosts = np.unique(np.concatenate([g for _, _, g in sets]))
+    hidx = [_host_index(g, hosts) for _, _, g in sets]
+
+    def stat(idx_list):
+        return np.asarray(fn([fast_auroc(y[i], S[:, i]) for (y, S, _), i in zip(sets, idx_list)]), float)
+
+    full = stat([np.arange(len(y)) for y, _, _ in sets])  # per seed
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        counts = np.bincount(rng.integers(0, len(hosts), len(hosts)), minlength=len(hosts))
+        idx = [np.repeat(np.arange(len(h)), counts[h]) for h in hidx]
+        if all(len(np.unique(y[i])) == 2 for (y, _, _), i in zip(sets, idx)):
+            v = stat(idx).mean()
+            if np.isfinite(v):
+                boot.append(v)
+    if not boot:
+        raise ValueError("no bootstrap draw held both classes; too few hosts")
+    a = (1 - level) / 2
+    est = float(full.mean())
+    hlo, hhi = (float(v) for v in np.quantile(boot, [a, 1 - a]))
+    k = len(full)
+    sd = float(full.std(ddof=1)) if k > 1 else 0.0
+    se_seed = norm.ppf(1 - a) * sd / np.sqrt(k)
+    lo = est - np.hypot(max(est - hlo, 0.0), se_seed)
+    hi = est + np.hypot(max(hhi - est, 0.0), se_seed)
+    return SeededInterval(est, float(lo), float(hi), hlo, hhi, [float(v) for v in full], sd, level)
+
+
+def seeded_difference(y_a, S_a, g_a, y_b, S_b, g_b, *, n_boot: int = 1000, level: float = 0.95,
+                      seed: int = 0) -> SeededInterval:
+    """AUROC(b) - AUROC(a), mean over seeds (seed k of a against seed k of b), joint host bootstrap."""
+    return joint_host_bootstrap([(y_a, S_a, g_a), (y_b, S_b, g_b)], lambda a: a[1] - a[0], n_boot=n_boot,
+                                level=level, seed=seed)
+
+
+def seeded_auroc(y, S, groups, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> SeededInterval:
+    """Mean-over-seeds AUROC with a host-bootstrap interval widened by the seed spread."""
+    return joint_host_bootstrap([(y, S, groups)], lambda a: a[0], n_boot=n_boot, level=level, seed=seed)
+
+
+def difference_verdict(lo: float, hi: float, a: str = "a", b: str = "b") -> str:
+    """Read a CI of (b - a): 'b higher', 'b lower' or 'undecided (the interval contains 0)'."""
+    if lo > 0:
+        return f"{b} higher than {a}"
+    if hi < 0:
+        return f"{b} lower than {a}"
+    return "undecided (the interval contains 0)"
+
+
+def equivalence_verdict(lo90: float, hi90: float, margin: float) -> str:
+    """Two one-sided tests at level 5% each, read from the 90% interval of a difference d:
+    'equivalent' (|d| < margin shown: the whole interval inside (-margin, margin)), 'not equivalent'
+    (the whole interval outside it) or 'undecidable'."""
+    if -margin < lo90 and hi90 < margin:
+        return "equivalent"
+    if lo90 >= margin or hi90 <= -margin:
+        return "not equivalent"
+    return "undecidable"
+
+
+def within_across_auroc(y, score, groups) -> tuple[float, float]:
+    """(within-host AUROC, across-host AUROC): the AUROC restricted to positive-negative pairs from the
+    same host, and to pairs from different hosts. A paired comparison measures the first; finding lenses
+    among other galaxies needs the second. Ties count one half. NaN where no such pair exists."""
+    y, s, g = np.asarray(y), np.asarray(score, float), np.asarray(groups)
+    M, N = int((y == 1).sum()), int((y == 0).sum())
+    total = fast_auroc(y, s) * M * N
+    wins_w, pairs_w = 0.0, 0
+    for h in np.unique(g):
+        m = g == h
+        p, n = s[m & (y == 1)], s[m & (y == 0)]
+        if len(p) and len(n):
+            d = p[:, None] - n[None, :]
+            wins_w += (d > 0).sum() + 0.5 * (d == 0).sum()
+            pairs_w += d.size
+    within = wins_w / pairs_w if pairs_w else float("nan")
+    across = (total - wins_w) / (M * N - pairs_w) if M * N > pairs_w else float("nan")
+    return float(within), float(across)

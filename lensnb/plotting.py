@@ -98,3 +98,27 @@ def paired_gallery(stamps, ctrls, meta, band: int = 1, zoom: int = 10):
         ax.set_xlabel("[arcsec]", fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def table(df: pd.DataFrame, *, intervals: dict | None = None, rename: dict | None = None, digits: int = 3,
+          keep: list | None = None):
+    """A readable table (pandas Styler): each ``intervals`` entry {"AUROC (95% CI)": ("auroc", "ci_low",
+    "ci_high")} becomes one column "0.904 (0.891 to 0.918)"; other float columns get ``digits`` decimals;
+    columns are renamed by ``rename``; missing values show as "—"; no index."""
+    from .metrics import format_interval
+
+    out = df.copy()
+    used = set()
+    for name, (e, lo, hi) in (intervals or {}).items():
+        out[name] = [("—" if pd.isna(a) else format_interval(a, b, c, digits)) for a, b, c in zip(df[e], df[lo], df[hi])]
+        used |= {e, lo, hi}
+    cols = keep if keep is not None else [c for c in out.columns if c not in used or c in (intervals or {})]
+    out = out[cols].rename(columns=rename or {})
+    for c in out.columns:
+        if pd.api.types.is_bool_dtype(out[c]):
+            out[c] = out[c].map({True: "yes", False: "no"})
+        elif pd.api.types.is_float_dtype(out[c]):
+            out[c] = [("—" if pd.isna(v) else f"{v:.{digits}f}") for v in out[c]]
+        elif out[c].dtype == object:
+            out[c] = out[c].map(lambda v: "—" if v is None or (isinstance(v, float) and pd.isna(v)) else v)
+    return out.style.hide(axis="index")

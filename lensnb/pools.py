@@ -14,6 +14,8 @@ a sample table with one row per training image: ``row`` (position in the dataset
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
@@ -135,6 +137,9 @@ def build_design(design: str, meta: pd.DataFrame, hosts, n_pos: int, n_neg: int,
     pos = _take(pos_rows, n_pos, rng, f"{design} positives")
     neg = _take(neg_rows, n_neg, rng, f"{design} negatives")
     table = pd.concat([_table(pos, "stamp", 1, keys), _table(neg, "ctrl", 0, keys)], ignore_index=True)
+    if design == "matched":  # the two hosts of a matched pair share a fold in cross-validated gates
+        pair = {h: f"pair{i}" for i, (a, b) in enumerate(zip(P, N)) for h in (a, b)}
+        table["fold_group"] = table["host"].map(pair)
     if design != "hybrid":
         check_disjoint_pools(table)
     return table
@@ -205,3 +210,87 @@ def balance_table(table: pd.DataFrame, props: pd.DataFrame) -> pd.DataFrame:
         rows.append({"property": c, "smd": (a.mean() - b.mean()) / sd if sd > 0 else 0.0,
                      "ks": ks_2samp(a, b).statistic})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- sizes from the data
+HOST_COLUMNS = ("host_z", "host_mag_g", "host_mag_r", "host_mag_z", "host_r_eff_arcsec", "psf_fwhm_used_g",
+                "psf_fwhm_used_r", "psf_fwhm_used_z", "noise_sigma_g", "noise_sigma_r", "noise_sigma_z")
+"""Catalogue columns that describe a host (and its imaging); the ones present join the image-derived
+host features in ``host_properties`` wherever host balance or a host-property gate is computed."""
+
+MIN_HOSTS = {"train": 10, "val": 4, "test": 6}  # below these a chapter says why it cannot run
+
+
+def default_split_by(meta: pd.DataFrame) -> str:
+    """'brick' when the data hold several hosts per brick on average (hosts in one brick share PSF and
+    depth, so they should not straddle splits), else 'host'."""
+    keys = host_key(meta)
+    hosts = pd.DataFrame({"host": keys, "brick": meta["brickname"]}).drop_duplicates("host")
+    return "brick" if len(hosts) / max(hosts["brick"].nunique(), 1) >= 2 else "host"
+
+
+def max_per_class(meta: pd.DataFrame, hosts) -> int:
+    """The most images per class that every design can draw from ``hosts`` without reuse: an unpaired
+    pool of half the hosts must supply them, so the bound is the rows of the half with the fewest rows."""
+    keys = host_key(meta)
+    counts = np.sort(keys[keys.isin(set(hosts))].value_counts().to_numpy())
+    return int(counts[: len(counts) // 2].sum())
+
+
+@dataclass
+class SizePlan:
+    n_hosts: dict
+    n_per_class: dict
+    split_by: str
+    reduced: bool
+    note: str
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({"hosts": self.n_hosts, "images per class": self.n_per_class}).rename_axis("split")
+
+
+def plan_sizes(meta: pd.DataFrame, n_hosts: dict, n_per_class: dict | None, seed: int, *, split_by: str = "auto",
+               minimum: dict | None = None, where: str = "data") -> SizePlan:
+    """Sizes a chapter can use on these data: the requested hosts per split and images per class, scaled
+    down (in proportion) to what the data hold, never below ``minimum`` hosts per split (default
+    ``MIN_HOSTS``), below which a ValueError says why the chapter cannot run. ``split_by="auto"`` uses
+    ``default_split_by``. With enough data the request is returned unchanged."""
+    minimum = dict(MIN_HOSTS if minimum is None else minimum)
+    by = default_split_by(meta) if split_by == "auto" else split_by
+    have = int(host_key(meta).nunique())
+    need = sum(n_hosts.values())
+    hosts = dict(n_hosts)
+    if need > have:
+        hosts = {s: max(int(have * n / need), minimum.get(s, 1)) for s, n in n_hosts.items()}
+        while sum(hosts.values()) > have and any(hosts[s] > minimum.get(s, 1) for s in hosts):
+            s = max(hosts, key=lambda k: hosts[k] - minimum.get(k, 1))
+            hosts[s] -= 1
+    short = {s: n for s, n in hosts.items() if n < minimum.get(s, 1)}
+    if sum(hosts.values()) > have or short:
+        req = ", ".join(f"{s} {minimum.get(s, 1)}" for s in n_hosts)
+        raise ValueError(f"{where}: {have} hosts; this chapter needs at least {sum(minimum.get(s, 1) for s in n_hosts)} "
+                         f"({req} hosts per split) to run")
+    try:
+        split = split_hosts(meta, hosts, seed, by=by)
+    except ValueError:
+        if by != "brick":
+            raise
+        by = "host"  # whole bricks cannot fill the splits: fall back to hosts
+        split = split_hosts(meta, hosts, seed, by=by)
+    actual = {s: len(v) for s, v in split.items()}
+    per_class = {}
+    for s in hosts:
+        avail = max_per_class(meta, split[s])
+        if s == "train":  # keep a fifth of the rows for new injections into training hosts (seen-host checks)
+            avail = int(0.8 * avail)
+        want = (n_per_class or {}).get(s, avail)
+        per_class[s] = int(min(want, avail))
+        if per_class[s] < 2:
+            raise ValueError(f"{where}: split {s!r} ({actual[s]} hosts) cannot supply two images per class")
+    reduced = actual != dict(n_hosts) or any(per_class[s] < n for s, n in (n_per_class or {}).items())
+    note = ""
+    if reduced:
+        note = (f"The requested sizes ({', '.join(f'{s}: {n_hosts[s]} hosts' for s in n_hosts)}) exceed what the "
+                f"{where} hold ({have} hosts); this run uses "
+                + ", ".join(f"{s}: {actual[s]} hosts, {per_class[s]} images per class" for s in hosts) + ".")
+    return SizePlan(actual, per_class, by, reduced, note)

@@ -53,11 +53,11 @@ def _lognormal_q(rng, med, p16, p84, n):
 
 PRESETS: dict[str, dict] = {
     "request": {
-        "description": "Priors that reproduce the request's stated geometry: theta_E log-uniform in 0.5-2.5 "
-                       "arcsec independent of the host, |beta| ~ U(0, theta_E) (median beta = 0.5 theta_E). Of "
-                       "the candidate priors compared in the geometry chapter, this is the one whose median "
-                       "beta, median inner-image distance and fraction within 5 px all match the request's "
-                       "statements (uniform theta_E puts the inner image too far out). The request does not "
+        "description": "Priors close to the request's stated geometry: theta_E log-uniform in 0.5-2.5 "
+                       "arcsec independent of the host, |beta| ~ U(0, theta_E) (median beta = 0.5 theta_E). The "
+                       "geometry chapter compares it with the request's rounded statistics; no candidate prior "
+                       "matches all three within their rounding, and this one is the closest of the families "
+                       "with beta up to theta_E (uniform theta_E puts the inner image further out). The request does not "
                        "state source brightness; sources are ~1.5 mag brighter than LensPop's detectable "
                        "population so that arcs are visible, as injection sets usually are.",
         "theta_e": {"dist": "loguniform", "low": 0.5, "high": 2.5},

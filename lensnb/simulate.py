@@ -308,3 +308,11 @@ def load_or_simulate(data: str, preset: str, n_hosts: int, per_host: int, seed: 
         rows = np.arange(len(store))
         return store.images(rows, "stamp_npz"), store.images(rows, "ctrl_stamp_npz"), store.meta
     return dataset.LazyImages(store, "stamp_npz"), dataset.LazyImages(store, "ctrl_stamp_npz"), store.meta
+
+
+def data_fingerprint(data: str, preset: str, n_hosts: int, per_host: int, seed: int, **kw) -> str:
+    """A short hash identifying the data a chapter runs on (the team's files, or the cached simulated
+    dataset), for keying cached results (``lensnb.results``)."""
+    from .results import fingerprint
+
+    return fingerprint(data if data else cached_dataset(preset, n_hosts, per_host, seed, **kw))

@@ -25,8 +25,9 @@ def npz(arrays: dict) -> bytes:
     return buf.getvalue()
 
 
-def good_images(rng, arc: bool, theta_px: float = 6.0, beta_frac: float = 0.5):
-    """A red 'LRG' plus, if ``arc``, a blue outer image at theta_E + beta and a counter-image at theta_E - beta."""
+def good_images(rng, arc: bool, theta_px: float = 6.0, beta_frac: float = 0.5, counter: float = 1.0):
+    """A red 'LRG' plus, if ``arc``, a blue outer image at theta_E + beta and a counter-image at theta_E - beta
+    (``counter`` scales the counter-image; 0 leaves only the outer image)."""
     yy, xx = np.mgrid[0:64, 0:64]
     r2 = (xx - CENTER_PIX) ** 2 + (yy - CENTER_PIX) ** 2
     host = np.exp(-r2 / (2 * 3.0**2))
@@ -35,15 +36,16 @@ def good_images(rng, arc: bool, theta_px: float = 6.0, beta_frac: float = 0.5):
     for b, (lf, af, sig) in zip(BANDS, ((0.3, 1.0, 0.003), (1.0, 1.0, 0.004), (2.0, 0.8, 0.012))):
         img = 0.2 * lf * host + rng.normal(0, sig, (64, 64))
         if arc:
-            for rad, amp in ((theta_px * (1 + beta_frac), 0.04), (theta_px * (1 - beta_frac), 0.02)):
-                sgn = 1 if amp == 0.04 else -1
+            for rad, amp in ((theta_px * (1 + beta_frac), 0.04), (theta_px * (1 - beta_frac), 0.02 * counter)):
+                sgn = 1 if rad > theta_px else -1
                 cx, cy = CENTER_PIX + sgn * rad * np.cos(ang), CENTER_PIX + sgn * rad * np.sin(ang)
                 img = img + af * amp * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 2.0**2))
         out[f"image_{b}"] = img.astype(np.float32)
     return out
 
 
-def good_frame(n_hosts: int = 12, per_host: int = 3, seed: int = 0) -> pd.DataFrame:
+def good_frame(n_hosts: int = 12, per_host: int = 3, seed: int = 0, counter: float = 1.0,
+               theta_px: float = 6.0) -> pd.DataFrame:
     """A valid manifest with only the required columns, written without the simulator."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -51,7 +53,7 @@ def good_frame(n_hosts: int = 12, per_host: int = 3, seed: int = 0) -> pd.DataFr
         ra, dec = rng.uniform(0, 360), rng.uniform(-20, 30)
         ctrl_arrays = good_images(np.random.default_rng([seed, h]), arc=False)
         for k in range(per_host):
-            arrays = {b: ctrl_arrays[b] + good_images(rng, True)[b] - good_images(np.random.default_rng([seed, h]), False)[b]
+            arrays = {b: ctrl_arrays[b] + good_images(rng, True, theta_px=theta_px, counter=counter)[b] - good_images(np.random.default_rng([seed, h]), False)[b]
                       for b in ctrl_arrays}
             rows.append({"stamp_npz": npz(arrays), "ctrl_stamp_npz": npz(ctrl_arrays), "ra": ra, "dec": dec,
                          "brickname": f"{int(ra * 10):04d}p{int(abs(dec) * 10):03d}",

@@ -147,3 +147,51 @@ def test_book_runs_on_team_format_data_written_without_the_simulator(tmp_path_fa
     assert "Not shown, because the data lack the column" in page  # simulator-only panels skipped visibly
     for nb in ("03_pools", "04_training", "05_gates"):
         assert "team_manifests" in (html / f"{nb}.html").read_text()
+
+
+def _glued_markdown(nb_path):
+    nb = json.loads(nb_path.read_text())
+    out = {}
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            key = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            md = o.get("data", {}).get("application/papermill.record/text/markdown")
+            if key and md is not None:
+                out[key] = "".join(md)
+    return out
+
+
+def test_verdict_sentences_flip_when_the_data_flip(tmp_path_factory):
+    """Chapter 03 on two team-format data sets: arcs with a counter-image next to the core (the shortcut
+    is there) and arcs with only an outer image far from the core (it is not). The E4 sentence, generated
+    from the numbers, must say so in each case."""
+    from tests import corpus
+
+    root = _copy_project(tmp_path_factory.mktemp("lensnb_flip"))
+    text = {}
+    for name, kw in {"with_counter": dict(counter=1.0, theta_px=6.0), "no_counter": dict(counter=0.0, theta_px=9.0)}.items():
+        data = root / name
+        data.mkdir()
+        corpus.write(corpus.good_frame(n_hosts=60, per_host=4, seed=7, **kw), data / "part-000.parquet")
+        proc, _ = _build(root, "nb", "03_pools", "--profile", "smoke", "--data", str(data), "--no-book")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        text[name] = _glued_markdown(root / "book" / "chapters" / "03_pools.ipynb")["e4_text"]
+    assert "the shortcut is available" in text["with_counter"], text
+    assert "available" not in text["no_counter"] and "separated" not in text["no_counter"], text
+
+
+def test_small_team_data_runs_with_sizes_taken_from_the_data(tmp_path_factory):
+    """120 hosts x 6 injections with the request's sizes asked for: the chapters take what the data hold
+    and say so, instead of stopping."""
+    from tests import corpus
+
+    root = _copy_project(tmp_path_factory.mktemp("lensnb_small"))
+    data = root / "small"
+    data.mkdir()
+    corpus.write(corpus.good_frame(n_hosts=120, per_host=6, seed=11), data / "part-000.parquet")
+    big = ["-y", "n_hosts: {train: 300, val: 75, test: 40}"]
+    for nb in ("03_pools", "04_training"):
+        proc, _ = _build(root, "nb", nb, "--profile", "smoke", "--data", str(data), "--no-book", *big)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        note = _glued_markdown(root / "book" / "chapters" / f"{nb}.ipynb")["sizes_note"]
+        assert "exceed what the" in note and "120 hosts" in note, note

@@ -1,0 +1,101 @@
+"""Sentences that state a direction or a verdict, generated from the numbers they rest on.
+
+A chapter never types "lowers", "passes" or "reduces": it calls one of these functions with the
+measured values (and their intervals), so the sentence flips when the data do. Numbers are written
+with three decimals and intervals as "0.904 (0.891 to 0.918)".
+"""
+from __future__ import annotations
+
+from .metrics import format_interval
+
+
+def _iv(est, lo, hi, digits: int = 3) -> str:
+    return format_interval(est, lo, hi, digits)
+
+
+def design_difference(what: str, a: str, b: str, diff: float, lo: float, hi: float) -> str:
+    """'<what>: unpaired − paired = -0.030 (-0.061 to 0.002); the interval contains 0, so this size of
+    experiment does not show that unpaired changes it.' (or 'unpaired is lower/higher than paired')."""
+    head = f"{what}: {b} − {a} = {_iv(diff, lo, hi)}"
+    if lo > 0:
+        return f"{head}; the whole interval is above 0: {b} is higher than {a}."
+    if hi < 0:
+        return f"{head}; the whole interval is below 0: {b} is lower than {a}."
+    return f"{head}; the interval contains 0: this experiment does not show that {b} differs from {a}."
+
+
+def gate_verdict(name: str, design: str, auc: float, lo: float, hi: float, verdict: str, threshold: float) -> str:
+    """One gate's result with its two-sided verdict spelled out."""
+    meaning = {
+        "shortcut": f"the whole interval lies beyond {threshold:g} (or below {1 - threshold:g}): the shortcut is available",
+        "no shortcut": f"the whole interval lies between {1 - threshold:g} and {threshold:g}: no shortcut at this size",
+        "undecidable": f"the interval reaches across {threshold:g} or {1 - threshold:g}: undecidable at this size",
+        "below chance (inverted)": (f"the whole interval lies below {1 - threshold:g}, beyond every permuted-label run of "
+                                    "the gate: the classes are separated (ranked the wrong way round)"),
+        "below chance, within the permutation null": (f"the interval lies below {1 - threshold:g}, but no lower than the "
+                                                      "gate's own permutation null: an artifact of cross-validating on "
+                                                      "few hosts, not a usable signal"),
+        "arc detected": "the arc is visible to this gate, as it should be",
+        "arc not detected": "the arc is not visible to this gate",
+    }.get(verdict, verdict)
+    return f"The {name} gate on the {design} design gives {_iv(auc, lo, hi)}: {meaning}."
+
+
+def balance(max_unpaired: float, max_matched: float, noise: float) -> str:
+    """Compare the largest |SMD| of random and matched pools with the sampling-noise level."""
+    if max_matched < max_unpaired:
+        d = f"matching lowers the largest |SMD| from {max_unpaired:.3f} to {max_matched:.3f}"
+    elif max_matched > max_unpaired:
+        d = f"matching does not help here: the largest |SMD| is {max_matched:.3f} matched against {max_unpaired:.3f} random"
+    else:
+        d = f"matching leaves the largest |SMD| at {max_matched:.3f}"
+    where = "above" if max_unpaired > noise else "within"
+    return (f"{d[0].upper() + d[1:]}; the random pools' largest |SMD| is {where} the sampling-noise level "
+            f"√(2/n) ≈ {noise:.3f}.")
+
+
+def criterion(name: str, verdict: str, est: float, lo: float, hi: float, rule: str, flips: bool,
+              per_seed: str) -> str:
+    """A success criterion with its rule, interval, verdict and the per-seed check."""
+    s = f"{name}: {_iv(est, lo, hi)} ({rule}) → **{verdict}**"
+    if flips:
+        s += f"; the verdict flips between training seeds ({per_seed})"
+    else:
+        s += "; every training seed alone gives the same verdict"
+    return s + "."
+
+
+def memorisation(design: str, seen: float, unseen: float, lo: float, hi: float) -> str:
+    """Seen-host minus unseen-host AUROC with its interval."""
+    d = seen - unseen
+    head = (f"The {design} model scores {seen:.3f} on new injections into its own training hosts and {unseen:.3f} "
+            f"on unseen hosts")
+    if lo > 0:
+        return f"{head}: it does better on hosts it has seen (difference {_iv(d, lo, hi)}), a sign of host memorisation."
+    if hi < 0:
+        return f"{head}: it does worse on hosts it has seen (difference {_iv(d, lo, hi)})."
+    return f"{head}: the difference {_iv(d, lo, hi)} is not resolved at this size."
+
+
+def reliance(model: str, region: str, share: float, lo: float, hi: float, verdict: str, relative: float) -> str:
+    what = {"relies": "relies on", "does not rely": "does not rely on", "undecidable": "may or may not rely on"}[verdict]
+    return (f"The {model} model {what} the {region}: masking it removes {_iv(share, lo, hi)} of its skill above "
+            f"chance (threshold {relative:g}).")
+
+
+def trend(gate: str, design: str, first: dict, last: dict, full_hosts: int) -> str:
+    """Where a gate goes from the smallest to the largest number of hosts (dicts with hosts, auroc,
+    ci_low, ci_high), and what that implies at ``full_hosts``."""
+    a, b = first, last
+    if b["ci_low"] > a["ci_high"]:
+        t = (f"rises from {a['auroc']:.3f} ({a['hosts']} hosts) to {b['auroc']:.3f} ({b['hosts']} hosts) with "
+             f"intervals apart: a gate that a small experiment passes can fail at full size, and at {full_hosts:,} "
+             f"hosts it can be expected to sit at or above {b['auroc']:.3f}")
+    elif b["ci_high"] < a["ci_low"]:
+        t = (f"falls from {a['auroc']:.3f} ({a['hosts']} hosts) to {b['auroc']:.3f} ({b['hosts']} hosts) with "
+             f"intervals apart")
+    else:
+        t = (f"moves by {b['auroc'] - a['auroc']:+.3f} from {a['hosts']} to {b['hosts']} hosts, inside the "
+             f"intervals; more hosts narrow the interval ({a['ci_high'] - a['ci_low']:.3f} → "
+             f"{b['ci_high'] - b['ci_low']:.3f} wide) but show no trend to carry to {full_hosts:,} hosts")
+    return f"The {gate} gate on the {design} design {t}."
