@@ -10,7 +10,7 @@ DATA ?=
 DATA_ARG := $(if $(DATA),--data $(DATA),)
 
 .DEFAULT_GOAL := help
-.PHONY: help book nb test test-fast bench lab clean clean-book strip
+.PHONY: help book nb test test-fast bench lab clean clean-book clean-data strip
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ strip:  ## Strip outputs from the source notebooks (they are committed without o
 
 clean-book:  ## Remove executed chapters and the rendered book
 	rm -rf book/_build book/chapters build
+
+clean-data:  ## Remove simulated data sets, cached models and gate results (data/processed; regenerated on demand)
+	rm -rf data/processed
 
 clean: clean-book  ## Also remove the virtual environment
 	rm -rf $(VENV)
