@@ -547,11 +547,14 @@ def region_masks(test: pd.DataFrame, stamps, ctrls, meta: pd.DataFrame, *, count
     return out
 
 
-def masked_scores(models, images: np.ndarray, masks: dict) -> dict:
-    """Scores (n_seeds, N) of every model on the unmodified images and on each masked version."""
+def masked_scores(models, images: np.ndarray, masks: dict, controls: np.ndarray | None = None) -> dict:
+    """Scores (n_seeds, N) of every model on the unmodified images and on each masked version; masked
+    pixels are taken from each image's control when ``controls`` are given (``gates.fill_from_control``:
+    the region then holds no arc light and no class information), else from the annulus median."""
     out = {"unmodified": np.stack([predict(m.model, m.normaliser, images) for m in models])}
     for name, mk in masks.items():
-        x = gates.fill_from_annulus(images, np.asarray(mk))
+        mk = np.asarray(mk)
+        x = gates.fill_from_control(images, controls, mk) if controls is not None else gates.fill_from_annulus(images, mk)
         out[name] = np.stack([predict(m.model, m.normaliser, x) for m in models])
     return out
 

@@ -289,6 +289,19 @@ def fill_from_annulus(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def fill_from_control(images: np.ndarray, controls: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Replace masked pixels ((N,64,64) or (64,64) bool) by the same pixels of each image's host-only
+    control: in a positive this removes exactly the arc's light from the region, in a negative (its own
+    control) it changes nothing, so the filled region carries no class information. (A fill from the
+    image's own annulus median does not have that property: a positive's annulus holds arc light, so its
+    fill value is brighter than its control's.) Needs the paired controls, which the team's data carry."""
+    out = images.copy()
+    m = np.broadcast_to(mask, (len(images), STAMP_SIZE, STAMP_SIZE)) if np.ndim(mask) == 2 else np.asarray(mask)
+    for b in range(images.shape[1]):
+        out[:, b][m] = controls[:, b][m]
+    return out
+
+
 def arc_masks(stamps: np.ndarray, ctrls: np.ndarray, nsigma: float = 1.0, dilate: int = 1) -> np.ndarray:
     """Where the injected arc is: (stamp - ctrl) summed over bands above ``nsigma`` x its robust noise,
     dilated by ``dilate`` px. Needs the paired ctrl, which the team's data carry."""
@@ -313,9 +326,10 @@ def model_gate(name: str, scores, y, groups, threshold: float, n_boot: int = 500
     return GateResult(name, auc, lo, hi, threshold, verdict(lo, hi, threshold), len(y), len(np.unique(groups)))
 
 
-def occlusion_map(score_fn, images: np.ndarray, patch: int = 8, stride: int = 4) -> np.ndarray:
-    """Mean drop of the score when a patch x patch window is filled from the annulus median,
-    as a (64, 64) map averaged over ``images`` (higher = the model relies on that region)."""
+def occlusion_map(score_fn, images: np.ndarray, patch: int = 8, stride: int = 4, controls=None) -> np.ndarray:
+    """Mean drop of the score when a patch x patch window is filled (from each image's control where
+    ``controls`` are given, else from the annulus median), as a (64, 64) map averaged over ``images``
+    (higher = the model relies on that region)."""
     base = score_fn(images)
     heat = np.zeros((STAMP_SIZE, STAMP_SIZE))
     count = np.zeros((STAMP_SIZE, STAMP_SIZE))
@@ -323,7 +337,8 @@ def occlusion_map(score_fn, images: np.ndarray, patch: int = 8, stride: int = 4)
         for c0 in range(0, STAMP_SIZE - patch + 1, stride):
             m = np.zeros((STAMP_SIZE, STAMP_SIZE), bool)
             m[r0 : r0 + patch, c0 : c0 + patch] = True
-            drop = float(np.mean(base - score_fn(fill_from_annulus(images, m))))
+            filled = fill_from_control(images, controls, m) if controls is not None else fill_from_annulus(images, m)
+            drop = float(np.mean(base - score_fn(filled)))
             heat[m] += drop
             count[m] += 1
     return heat / np.maximum(count, 1)

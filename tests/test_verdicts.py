@@ -257,3 +257,20 @@ def test_matched_design_keeps_each_pair_in_one_fold():
     t = pools.build_design("matched", meta, pools.host_key(meta).unique(), 20, 20, 0, host_props=props)
     per_pair = t.groupby("fold_group")["host"].nunique()
     assert (per_pair == 2).all() and t.groupby("host")["fold_group"].nunique().max() == 1
+
+
+def test_control_fill_removes_the_arc_light_and_the_annulus_fill_leaks_it():
+    """A positive's annulus median is raised by its arc, so an annulus-median fill carries class
+    information into the masked region; the control fill does not."""
+    rng = np.random.default_rng(0)
+    ctrl = rng.normal(0, 0.01, (20, 3, 64, 64)).astype(np.float32)
+    arc = np.zeros_like(ctrl)
+    arc[:, :, gates.ANNULUS_MASK] = 0.5  # arc light in the 6-16 px annulus
+    arc[:, :, 30:34, 30:34] = 0.3  # and a counter-image in the core
+    stamp = ctrl + arc
+    filled = gates.fill_from_control(stamp, ctrl, gates.CORE_MASK)
+    assert np.array_equal(filled[:, :, gates.CORE_MASK], ctrl[:, :, gates.CORE_MASK])
+    assert np.array_equal(gates.fill_from_control(ctrl, ctrl, gates.CORE_MASK), ctrl)
+    med_pos = gates.fill_from_annulus(stamp, gates.CORE_MASK)[:, :, gates.CORE_MASK].mean()
+    med_neg = gates.fill_from_annulus(ctrl, gates.CORE_MASK)[:, :, gates.CORE_MASK].mean()
+    assert med_pos - med_neg > 0.4  # the leak the control fill exists to avoid
