@@ -1,6 +1,8 @@
 """Metrics with honest uncertainty: AUROC and host-clustered bootstrap intervals."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -28,41 +30,6 @@ def cluster_bootstrap_ci(y, score, groups, n_boot: int = 1000, alpha: float = 0.
     return auroc(y, score), float(lo), float(hi)
 
 
-def paired_bootstrap_difference(y_a, s_a, g_a, y_b, s_b, g_b, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0):
-    """AUROC(b) - AUROC(a) and its percentile CI, resampling the union of hosts jointly for both sets."""
-    y_a, s_a, g_a, y_b, s_b, g_b = map(np.asarray, (y_a, s_a, g_a, y_b, s_b, g_b))
-    hosts = np.unique(np.concatenate([g_a, g_b]))
-    ia = {h: np.flatnonzero(g_a == h) for h in hosts}
-    ib = {h: np.flatnonzero(g_b == h) for h in hosts}
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_boot):
-        pick = hosts[rng.integers(0, len(hosts), len(hosts))]
-        a = np.concatenate([ia[h] for h in pick])
-        b = np.concatenate([ib[h] for h in pick])
-        if len(np.unique(y_a[a])) == 2 and len(np.unique(y_b[b])) == 2:
-            diffs.append(roc_auc_score(y_b[b], s_b[b]) - roc_auc_score(y_a[a], s_a[a]))
-    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    return auroc(y_b, s_b) - auroc(y_a, s_a), float(lo), float(hi)
-
-
-def stratified_auroc(y, score, strata, groups, min_pos: int = 10, n_boot: int = 300, seed: int = 0) -> "pd.DataFrame":
-    """AUROC of the positives in each stratum against all negatives (strata of positives; NaN for negatives)."""
-    import pandas as pd
-
-    y, score, groups = np.asarray(y), np.asarray(score), np.asarray(groups)
-    strata = pd.Series(strata).reset_index(drop=True)
-    rows = []
-    for level in strata.dropna().unique():
-        sel = (y == 0) | (strata == level).to_numpy()
-        n_pos = int(((y == 1) & sel).sum())
-        if n_pos < min_pos:
-            continue
-        auc, lo, hi = cluster_bootstrap_ci(y[sel], score[sel], groups[sel], n_boot=n_boot, seed=seed)
-        rows.append({"stratum": level, "n_pos": n_pos, "auroc": auc, "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(rows)
-
-
 # --------------------------------------------------------------------------- seeds x hosts
 def fast_auroc(y, scores) -> np.ndarray:
     """Mann-Whitney AUROC (ties count one half) of ``scores`` (n,) or (k, n) against labels ``y`` (n,)."""
@@ -77,9 +44,6 @@ def fast_auroc(y, scores) -> np.ndarray:
     r = rankdata(s, axis=1)
     out = (r[:, pos].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
     return out if np.ndim(scores) == 2 else out[0]
-
-
-from dataclasses import dataclass, field  # noqa: E402
 
 
 @dataclass

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from lensnb.metrics import cluster_bootstrap_ci, paired_bootstrap_difference
+from lensnb.metrics import cluster_bootstrap_ci
 from lensnb.train import Normaliser, augment, predict, train
 
 
@@ -62,13 +62,6 @@ def test_cluster_bootstrap_covers_the_true_auroc_at_about_nominal_rate():
         _, lo, hi = cluster_bootstrap_ci(y, s, g, n_boot=200, seed=t)
         hits += lo <= truth <= hi
     assert 0.83 <= hits / trials <= 1.0  # nominal 0.95; binomial sd ~0.03 at 60 trials, bootstrap a bit narrow
-
-
-def test_paired_difference_of_identical_scorers_is_zero():
-    rng = np.random.default_rng(2)
-    y, s, g = _clustered(30, 6, rng)
-    d, lo, hi = paired_bootstrap_difference(y, s, g, y, s, g, n_boot=100)
-    assert d == 0 and lo == 0 and hi == 0
 
 
 def test_crossing_interpolates_and_refuses_to_extrapolate():
