@@ -227,6 +227,19 @@ def tercile_labels(values, unit: str = "", digits: int = 2) -> pd.Categorical:
 STRATA = {"theta_e_arcsec": ("θ_E", "″", 2), "beta_over_theta_e": ("β/θ_E", "", 2), "arc_snr": ("arc S/N", "", 0)}
 
 
+def strata(meta: pd.DataFrame, rows, extra: dict | None = None) -> list:
+    """(name, categorical) groupings of the given rows: θ_E relative to the PSF FWHM (``theta_bins``) and
+    terciles of each ``STRATA`` column (plus ``extra``, same form) the data carry."""
+    out = []
+    if {"theta_e_arcsec", "psf_fwhm_used_r"} <= set(meta.columns):
+        out.append(("θ_E / PSF FWHM", theta_bins(meta["theta_e_arcsec"].to_numpy()[rows],
+                                                   meta["psf_fwhm_used_r"].to_numpy()[rows])))
+    for col, (name, unit, digits) in {**STRATA, **(extra or {})}.items():
+        if col in meta.columns:
+            out.append((name + " tercile", tercile_labels(meta[col].to_numpy()[rows], unit, digits)))
+    return out
+
+
 def stratified(out: dict, meta: pd.DataFrame, design: str, form: str, n_boot: int, seed: int,
                threshold: float | None = None) -> pd.DataFrame:
     """AUROC (seed mean, seed spread folded into the interval) of the positives in each stratum against
@@ -238,15 +251,8 @@ def stratified(out: dict, meta: pd.DataFrame, design: str, form: str, n_boot: in
     t = ev.table
     rows_t = t["row"].to_numpy()
     pos = t["label"].to_numpy() == 1
-    groupings = []
-    if {"theta_e_arcsec", "psf_fwhm_used_r"} <= set(meta.columns):
-        groupings.append(("θ_E / PSF FWHM", theta_bins(meta["theta_e_arcsec"].to_numpy()[rows_t],
-                                                         meta["psf_fwhm_used_r"].to_numpy()[rows_t])))
-    for col, (name, unit, digits) in STRATA.items():
-        if col in meta.columns:
-            groupings.append((name + " tercile", tercile_labels(meta[col].to_numpy()[rows_t], unit, digits)))
     rows = []
-    for prop, cats in groupings:
+    for prop, cats in strata(meta, rows_t):
         cats = pd.Series(cats)
         for level in cats.cat.categories:
             sel = ~pos | (cats == level).to_numpy()
