@@ -38,7 +38,8 @@ def _build(root, *args):
     return proc, time.perf_counter() - t0
 
 
-def _glued(nb_path):
+def _glued(nb_path, mime="text/plain"):
+    """Glued values of an executed chapter by key, in one MIME type (keys without it are left out)."""
     nb = json.loads(nb_path.read_text())
     out = {}
     for cell in nb["cells"]:
@@ -46,7 +47,9 @@ def _glued(nb_path):
             key = o.get("metadata", {}).get("scrapbook", {}).get("name")
             if key:
                 data = o["data"]
-                out[key] = data.get("application/papermill.record/text/plain", data.get("text/plain"))
+                value = data.get(f"application/papermill.record/{mime}", data.get(mime))
+                if value is not None:
+                    out[key] = "".join(value) if isinstance(value, list) else value
     return out
 
 
@@ -149,18 +152,6 @@ def test_book_runs_on_team_format_data_written_without_the_simulator(tmp_path_fa
         assert "team_manifests" in (html / f"{nb}.html").read_text()
 
 
-def _glued_markdown(nb_path):
-    nb = json.loads(nb_path.read_text())
-    out = {}
-    for cell in nb["cells"]:
-        for o in cell.get("outputs", []):
-            key = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            md = o.get("data", {}).get("application/papermill.record/text/markdown")
-            if key and md is not None:
-                out[key] = "".join(md)
-    return out
-
-
 def test_verdict_sentences_flip_when_the_data_flip(tmp_path_factory):
     """Chapter 03 on two team-format data sets: arcs with a counter-image next to the core (the shortcut
     is there) and arcs with only an outer image far from the core (it is not). The E4 sentence, generated
@@ -175,7 +166,7 @@ def test_verdict_sentences_flip_when_the_data_flip(tmp_path_factory):
         corpus.write(corpus.good_frame(n_hosts=60, per_host=4, seed=7, **kw), data / "part-000.parquet")
         proc, _ = _build(root, "nb", "03_pools", "--profile", "smoke", "--data", str(data), "--no-book")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        text[name] = _glued_markdown(root / "book" / "chapters" / "03_pools.ipynb")["e4_text"]
+        text[name] = _glued(root / "book" / "chapters" / "03_pools.ipynb", "text/markdown")["e4_text"]
     assert "the shortcut is available" in text["with_counter"], text
     assert "available" not in text["no_counter"] and "separated" not in text["no_counter"], text
 
@@ -193,5 +184,5 @@ def test_small_team_data_runs_with_sizes_taken_from_the_data(tmp_path_factory):
     for nb in ("03_pools", "04_training"):
         proc, _ = _build(root, "nb", nb, "--profile", "smoke", "--data", str(data), "--no-book", *big)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        note = _glued_markdown(root / "book" / "chapters" / f"{nb}.ipynb")["sizes_note"]
+        note = _glued(root / "book" / "chapters" / f"{nb}.ipynb", "text/markdown")["sizes_note"]
         assert "exceed what the" in note and "120 hosts" in note, note
