@@ -209,7 +209,7 @@ def stored_key(executed: Path) -> str | None:
 # --------------------------------------------------------------------------
 # execution
 # --------------------------------------------------------------------------
-def _postprocess(nb_path: Path, profile: str, params: dict, overrides: dict, key: str) -> None:
+def _postprocess(nb_path: Path, source: Path, profile: str, params: dict, overrides: dict, key: str) -> None:
     """Hide papermill's parameter cells and code inputs (behind a toggle), drop stderr streams
     (progress bars, already shown on the terminal), add the run header, record the build key."""
     nb = nbformat.read(nb_path, as_version=4)
@@ -221,9 +221,7 @@ def _postprocess(nb_path: Path, profile: str, params: dict, overrides: dict, key
                 tags.append("hide-input")
         if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
             tags.append("remove-cell")
-    text = run_header_markdown(profile, params, overrides, version_string())
-    if not {"data", "preset", "presets"} & set(declared_parameters(nb_path)):  # reads no images: no data field
-        text = text.replace(" · data: embedded simulator", "", 1)
+    text = run_header_markdown(profile, params, overrides, version_string(), declared_parameters(source))
     header = nbformat.v4.new_markdown_cell(text)
     header.metadata["tags"] = ["run-header"]
     pos = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
@@ -250,7 +248,7 @@ def execute(nb_path: Path, out_path: Path, params: dict, *, profile: str, overri
             str(nb_path), tmp, parameters=params, kernel_name="python3",
             progress_bar=True, log_output=True, cwd=str(nb_path.parent),
         )
-        _postprocess(Path(tmp), profile, params, overrides, key)
+        _postprocess(Path(tmp), nb_path, profile, params, overrides, key)
     except PapermillExecutionError as exc:
         failed = config.FAILED_DIR / nb_path.name
         failed.parent.mkdir(parents=True, exist_ok=True)
@@ -295,9 +293,104 @@ def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None
         print(f"[lensnb] {nb_path.stem}: up to date", flush=True)
         return False
     print(f"[lensnb] {nb_path.stem}: executing (profile {profile_name})", flush=True)
+    load = os.getloadavg()[0]
     dt = execute(nb_path, out, params, profile=profile_name, overrides=overrides, key=key)
     print(f"[lensnb] {nb_path.stem}: done in {dt:.1f} s", flush=True)
+    from .lint import check_notebook
+
+    for problem in check_notebook(nbformat.read(out, as_version=4), out.name):
+        print(f"[lensnb] WARNING: {problem}", flush=True)
+    record_timing(profile_name, nb_path.stem, dt, load, overridden=bool(overrides))
     return True
+
+
+# --------------------------------------------------------------------------
+# costs: what each chapter took, written by the build into one page
+# --------------------------------------------------------------------------
+TIMINGS = "timings.json"
+COSTS_PAGE = "build_costs.md"
+
+
+def _device() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:  # pragma: no cover - torch is a dependency; be robust anyway
+        pass
+    return "CPU only"
+
+
+def _read_timings() -> dict:
+    path = config.BUILD_DIR / TIMINGS
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record_timing(profile: str, chapter: str, seconds: float, load: float, *, overridden: bool = False,
+                  full_build: float | None = None) -> None:
+    """Add one measurement to ``build/timings.json`` (per profile and chapter: wall time [s], date, the
+    machine's 1-min load average when it started, cores, device; overridden runs are kept apart)."""
+    t = _read_timings()
+    prof = t.setdefault(profile, {"chapters": {}})
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+    if full_build is not None:
+        prof["full_build"] = {"seconds": round(full_build, 1), "finished": stamp, "cpus": os.cpu_count(),
+                              "device": _device()}
+    else:
+        prof["chapters"][chapter + (" (with overrides)" if overridden else "")] = {
+            "seconds": round(seconds, 1), "finished": stamp, "load_at_start": round(load, 2),
+            "cpus": os.cpu_count(), "device": _device()}
+    config.BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = config.BUILD_DIR / (TIMINGS + ".tmp")
+    tmp.write_text(json.dumps(t, indent=1, sort_keys=True))
+    os.replace(tmp, config.BUILD_DIR / TIMINGS)
+
+
+def _disk_use(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def costs_markdown(profile: str) -> str:
+    """The book's "What the build costs" page, from ``build/timings.json`` and the size of ``data/processed``."""
+    t = _read_timings().get(profile, {})
+    rows = t.get("chapters", {})
+    lines = ["# What the build costs", "",
+             f"Wall times of each chapter of the `{profile}` profile as the build driver (`python -m lensnb.build`, "
+             "which `make book` runs) last measured them on the machine that built this book. A machine busy with "
+             "other work (1-min load average above half its cores when the chapter started) runs slower; such "
+             "times are marked.", ""]
+    if not rows:
+        lines.append("No chapter has been timed yet for this profile.")
+    else:
+        lines += ["| chapter | wall time | finished | load at start | cores | device |", "|:--|--:|:--|--:|--:|:--|"]
+        for ch in sorted(rows):
+            r = rows[ch]
+            busy = " (busy)" if r["load_at_start"] > r["cpus"] / 2 else ""
+            lines.append(f"| {ch} | {r['seconds'] / 60:.1f} min ({r['seconds']:.0f} s) | {r['finished']} | "
+                         f"{r['load_at_start']:.2f}{busy} | {r['cpus']} | {r['device']} |")
+        plain = [r["seconds"] for ch, r in rows.items() if "overrides" not in ch]
+        lines += ["", f"Sum of the chapter times: {sum(plain) / 60:.1f} min."]
+    full = t.get("full_build")
+    if full:
+        lines.append(f"The last build that executed every chapter in one run took {full['seconds'] / 60:.1f} min in all "
+                     f"(finished {full['finished']}, {full['cpus']} cores, {full['device']}).")
+    gb = _disk_use(config.PROCESSED_DIR) / 1e9
+    lines += ["", f"Disk: `data/processed` (simulated data sets, cached models and gate results, all regenerated on "
+              f"demand) holds {gb:.1f} GB; `make clean-data` removes it.", ""]
+    return "\n".join(lines)
+
+
+def write_costs_page(profile: str) -> Path:
+    """Write ``book/build_costs.md`` (git-ignored) when its content changed."""
+    path = config.BOOK_DIR / COSTS_PAGE
+    text = costs_markdown(profile)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
 
 
 def book_sources_hash() -> str:
@@ -355,8 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "book":
             if rest:
                 ap.error(f"unrecognised arguments: {' '.join(rest)}")
-            for nb in chapter_notebooks():
-                run_notebook(nb, args.profile, force=args.force, data=args.data)
+            ran = [run_notebook(nb, args.profile, force=args.force, data=args.data) for nb in chapter_notebooks()]
+            if ran and all(ran) and not args.data:
+                record_timing(args.profile, "", 0.0, 0.0, full_build=time.perf_counter() - t0)
+            write_costs_page(args.profile)
             build_book()
         else:
             nb = config.NOTEBOOKS_DIR / f"{Path(args.name).stem}.ipynb"
@@ -365,11 +460,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise BuildError(f"{nb}: no such notebook; chapters are: {names}")
             run_notebook(nb, args.profile, parse_overrides(rest), force=True, data=args.data)
             if not args.no_book:
+                write_costs_page(args.profile)
                 build_book()
     except BuildError as exc:
         print(f"[lensnb] ERROR: {exc}", file=sys.stderr, flush=True)
         return 1
-    print(f"[lensnb] finished in {time.perf_counter() - t0:.1f} s", flush=True)
+    dt = time.perf_counter() - t0
+    print(f"[lensnb] finished in {dt:.1f} s ({dt / 60:.1f} min); per-chapter costs: {config.BOOK_DIR / COSTS_PAGE}",
+          flush=True)
     return 0
 
 

@@ -481,16 +481,22 @@ def _ordered(values: pd.Series, order) -> pd.Categorical:
 
 
 def styled(table: pd.DataFrame):
-    """A pandas Styler for the chapter's text tables: left- and top-aligned, smaller font, long
-    text wrapped within a column (so no table runs off the page), missing values as "—"."""
-    cell = [("text-align", "left"), ("vertical-align", "top"), ("font-size", "0.85em"),
-            ("white-space", "normal"), ("overflow-wrap", "anywhere"), ("max-width", "24em")]
-    styles = [{"selector": "th", "props": cell}, {"selector": "td", "props": cell}]
-    one_header_row = table.index.nlevels == 1 and table.index.name and table.columns.name is None
-    if one_header_row:  # the index name as a column header, not a second header row
+    """The chapter's text tables as ``plotting.Table``: index levels become the first columns (a crosstab's
+    reads "rows \\ columns"; a group level shows its label on the group's first row only), missing values
+    show as "—"."""
+    from .plotting import table as make_table
+
+    if isinstance(table.index, pd.MultiIndex):
+        lead = table.index.names[0]
         table = table.reset_index()
-    sty = table.style.set_table_styles(styles).format(na_rep="—")
-    return sty.hide(axis="index") if one_header_row else sty
+        first = table[lead].astype(str)
+        table[lead] = first.where(first != first.shift(), "")
+    elif not isinstance(table.index, pd.RangeIndex) or table.index.name:
+        name = table.index.name or ""
+        first = name + (f" \\ {table.columns.name}" if table.columns.name else "")
+        table = table.reset_index().rename(columns={table.index.name or "index": first})
+        table.columns.name = None
+    return make_table(table)
 
 
 def design_counts(cdf: pd.DataFrame) -> pd.DataFrame:
@@ -614,7 +620,7 @@ def design_figure(cdf: pd.DataFrame):
               ("host_relation", "same galaxy in\nboth classes?")]
     heights = [len([c for c in CATEGORIES[col] if c in set(f[col])]) + (0.9 if col == "positives_kind" else 0)
                for col, _ in panels]
-    fig, axes = plt.subplots(3, 1, figsize=(11, 1.6 + 0.6 * sum(heights)), sharex=True,
+    fig, axes = plt.subplots(3, 1, figsize=(11, 1.6 + 0.72 * sum(heights)), sharex=True,
                              gridspec_kw={"height_ratios": heights})
     for ax, (col, label) in zip(axes, panels):
         cats = [c for c in CATEGORIES[col] if c in set(f[col])]
@@ -628,8 +634,8 @@ def design_figure(cdf: pd.DataFrame):
                 ax.scatter(x, y, s=50, color=colours[r["survey_family"]], marker=markers[r["survey_family"]],
                            edgecolor="k", linewidth=0.4, zorder=3)
                 if col == "positives_kind":
-                    ax.annotate(_label(r), (x, y), xytext=(-1, 6), textcoords="offset points", rotation=70,
-                                fontsize=7, ha="left", va="bottom")
+                    ax.annotate(_label(r), (x, y), xytext=(0, 6), textcoords="offset points", rotation=90,
+                                fontsize=7, ha="center", va="bottom")
         ax.set_yticks(range(len(cats)), [f"{c} ({counts[c]})" for c in cats])
         ax.set_ylim(len(cats) - 0.5, -0.5 - (0.9 if col == "positives_kind" else 0))
         ax.set_ylabel(label)

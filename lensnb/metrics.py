@@ -70,9 +70,11 @@ class SeededInterval:
 
 
 def format_interval(est: float, lo: float, hi: float, digits: int = 3) -> str:
-    """'0.904 (0.891 to 0.918)': a value with its interval; 'to' keeps negative bounds readable."""
+    """'0.904 (0.891–0.918)': a value with its interval; when a bound is negative, '-0.009 to 0.063'
+    (a dash between negative numbers reads as a minus)."""
     f = f"{{:.{digits}f}}"
-    return f"{f.format(est)} ({f.format(lo)} to {f.format(hi)})"
+    sep = " to " if min(lo, hi) < 0 else "–"
+    return f"{f.format(est)} ({f.format(lo)}{sep}{f.format(hi)})"
 
 
 def _host_index(groups, hosts):
@@ -80,14 +82,16 @@ def _host_index(groups, hosts):
     return np.array([pos[h] for h in np.asarray(groups)])
 
 
-def joint_host_bootstrap(sets, fn, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> SeededInterval:
+def joint_host_bootstrap(sets, fn, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                         bounds: tuple[float, float] | None = None) -> SeededInterval:
     """A statistic of several AUROCs with a joint host bootstrap and the seed spread folded in.
 
     ``sets`` is a list of (labels, scores, hosts) with scores (n_seeds, n) or (n,); ``fn`` maps the list
     of per-seed AUROC arrays (one per set) to a per-seed statistic (e.g. ``lambda a: a[1] - a[0]``). One
     bootstrap draw of hosts (with replacement, from the union of all sets' hosts) is applied to every
     set, so what the sets share cancels. The statistic is averaged over seeds; its percentile interval
-    over host draws is widened by the seed standard error (sd / sqrt(n_seeds)) in quadrature.
+    over host draws is widened by the seed standard error (sd / sqrt(n_seeds)) in quadrature, then clipped
+    to ``bounds`` (the statistic's range: [0, 1] for an AUROC, [-1, 1] for a difference of two).
     """
     from scipy.stats import norm
 
@@ -120,6 +124,8 @@ def joint_host_bootstrap(sets, fn, *, n_boot: int = 1000, level: float = 0.95, s
     se_seed = norm.ppf(1 - a) * sd / np.sqrt(k)
     lo = est - np.hypot(max(est - hlo, 0.0), se_seed)
     hi = est + np.hypot(max(hhi - est, 0.0), se_seed)
+    if bounds is not None:  # the seed term is normal and can reach past the statistic's range (AUROC > 1)
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return SeededInterval(est, float(lo), float(hi), hlo, hhi, [float(v) for v in full], sd, level)
 
 
@@ -127,12 +133,13 @@ def seeded_difference(y_a, S_a, g_a, y_b, S_b, g_b, *, n_boot: int = 1000, level
                       seed: int = 0) -> SeededInterval:
     """AUROC(b) - AUROC(a), mean over seeds (seed k of a against seed k of b), joint host bootstrap."""
     return joint_host_bootstrap([(y_a, S_a, g_a), (y_b, S_b, g_b)], lambda a: a[1] - a[0], n_boot=n_boot,
-                                level=level, seed=seed)
+                                level=level, seed=seed, bounds=(-1.0, 1.0))
 
 
 def seeded_auroc(y, S, groups, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> SeededInterval:
     """Mean-over-seeds AUROC with a host-bootstrap interval widened by the seed spread."""
-    return joint_host_bootstrap([(y, S, groups)], lambda a: a[0], n_boot=n_boot, level=level, seed=seed)
+    return joint_host_bootstrap([(y, S, groups)], lambda a: a[0], n_boot=n_boot, level=level, seed=seed,
+                                bounds=(0.0, 1.0))
 
 
 def difference_verdict(lo: float, hi: float, a: str = "a", b: str = "b") -> str:

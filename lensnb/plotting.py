@@ -1,6 +1,8 @@
 """Figure helpers shared by the chapters: every axis labelled, units in brackets."""
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -31,8 +33,8 @@ def sis_geometry(ax_pos, ax_mu, solved: pd.DataFrame | None = None) -> None:
                       label="inner image, SIE + shear solver")
     ax_pos.set(xlabel="source offset β / θ_E", ylabel="image distance from centre / θ_E", ylim=(0, 2.6))
     ax_mu.set(xlabel="source offset β / θ_E", ylabel="|magnification|", yscale="log", ylim=(0.05, 100))
-    ax_pos.legend(fontsize="small")
-    ax_mu.legend(fontsize="small")
+    for ax in (ax_pos, ax_mu):  # above the panel: the solver points fill the axes
+        ax.legend(fontsize="x-small", loc="lower left", bbox_to_anchor=(0, 1.01), ncol=2, frameon=False)
 
 
 def ecdf_by_group(ax, frame: pd.DataFrame, column: str, group: str, xlabel: str, labels: dict | None = None):
@@ -58,7 +60,6 @@ def core_box_scatter(ax, solved: pd.DataFrame, fwhm_arcsec: float, max_points: i
     lim = 1.6 * h
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
            xlabel="x offset from lens centre [pixels]", ylabel="y offset from lens centre [pixels]")
-    ax.legend(loc="upper right", fontsize="small")
 
 
 def _stretch(img, scale):
@@ -81,12 +82,18 @@ def paired_gallery(stamps, ctrls, meta, band: int = 1, zoom: int = 10):
         scale = 3 * float(meta["noise_sigma_r"].iat[i]) if "noise_sigma_r" in meta else np.std(c)
         vmax = np.arcsinh(np.percentile(s, 99.8) / scale)
         for j, (img, title) in enumerate(((c, "host (ctrl)"), (s, "host + arc"), (d, "difference"))):
-            axes[i, j].imshow(_stretch(img, scale), origin="lower", cmap="gray_r", extent=ext * PIXEL_SCALE,
-                              vmin=-1, vmax=vmax)
+            im = axes[i, j].imshow(_stretch(img, scale), origin="lower", cmap="gray_r", extent=ext * PIXEL_SCALE,
+                                   vmin=-1, vmax=vmax)
+            im.set_gid("stretch")  # a display stretch, not a measured scale
             axes[i, j].set_title(title, fontsize="small")
+            axes[i, j].grid(False)
         z = d[CORE_SLICE, CORE_SLICE]
         h = zoom / 2 * PIXEL_SCALE
-        axes[i, 3].imshow(z, origin="lower", cmap="magma", extent=[-h, h, -h, h])
+        zi = axes[i, 3].imshow(z, origin="lower", cmap="magma", extent=[-h, h, -h, h])
+        axes[i, 3].grid(False)
+        cb = fig.colorbar(zi, ax=axes[i, 3], fraction=0.046, pad=0.04)
+        cb.set_label("[nmgy / pixel]", fontsize="x-small")
+        cb.ax.tick_params(labelsize="x-small")
         axes[i, 3].set_title("difference, central 10×10", fontsize="small")
         label = f"θ_E={meta['theta_e_arcsec'].iat[i]:.2f}″"
         if "beta_over_theta_e" in meta:
@@ -100,25 +107,158 @@ def paired_gallery(stamps, ctrls, meta, band: int = 1, zoom: int = 10):
     return fig
 
 
+RAW_NAMES = {"auroc": "AUROC", "ci_low": "CI low", "ci_high": "CI high", "se": "SE", "sd": "SD",
+             "seed_sd": "seed SD", "n": "n", "n_pos": "positives", "n_neg": "negatives"}
+_SNAKE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")
+
+
+class Table:
+    """A finished table: string cells, readable headers, rendered as a Markdown (GFM) table.
+
+    Glue it with ``plotting.glue_table`` and place it with a captioned MyST ``{table}`` directive::
+
+        :::{table} Caption.
+        :name: tbl-key
+        ```{glue:md} key
+        :format: gfm
+        ```
+        :::
+    """
+
+    def __init__(self, frame: pd.DataFrame, align: list[str]):
+        self.frame = frame
+        self.align = align
+
+    def _repr_markdown_(self) -> str:
+        def esc(v):
+            return str(v).replace("|", "\\|").replace("\n", " ")
+
+        head = "| " + " | ".join(esc(c) for c in self.frame.columns) + " |"
+        rule = "|" + "|".join(":--" if a == "left" else "--:" for a in self.align) + "|"
+        rows = ["| " + " | ".join(esc(v) for v in row) + " |" for row in self.frame.itertuples(index=False)]
+        return "\n".join([head, rule, *rows])
+
+    def __repr__(self) -> str:
+        return self.frame.to_string(index=False)
+
+
+def _cell(v, fmt) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)) or v is pd.NA or v is pd.NaT:
+        return "—"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, pd.Interval):
+        raise ValueError(f"table cell {v!r} is a raw interval: label the bins (e.g. experiment.tercile_labels)")
+    if isinstance(v, (float, np.floating)):
+        return fmt(float(v)) if callable(fmt) else f"{float(v):.{fmt}f}"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return str(v)
+
+
 def table(df: pd.DataFrame, *, intervals: dict | None = None, rename: dict | None = None, digits: int = 3,
-          keep: list | None = None):
-    """A readable table (pandas Styler): each ``intervals`` entry {"AUROC (95% CI)": ("auroc", "ci_low",
-    "ci_high")} becomes one column "0.904 (0.891 to 0.918)"; other float columns get ``digits`` decimals;
-    columns are renamed by ``rename``; missing values show as "—"; no index."""
+          keep: list | None = None, formats: dict | None = None) -> Table:
+    """A readable table: each ``intervals`` entry {"AUROC (95% CI)": ("auroc", "ci_low", "ci_high")} becomes one
+    column "0.904 (0.891–0.918)"; floats get ``digits`` decimals, or ``formats[column]`` (decimals, or a function
+    float -> str); integers print as integers, booleans as yes/no, missing values as "—"; raw names such as
+    ``auroc`` or ``ci_low`` become readable (``RAW_NAMES``), and any snake_case header left is an error, as is
+    a cell with a raw interval, ``nan``, an object repr or more than 4 decimals. No index."""
+    from .lint import check_text
     from .metrics import format_interval
 
+    formats = dict(formats or {})
     out = df.copy()
     used = set()
     for name, (e, lo, hi) in (intervals or {}).items():
-        out[name] = [("—" if pd.isna(a) else format_interval(a, b, c, digits)) for a, b, c in zip(df[e], df[lo], df[hi])]
+        d = formats.pop(name, digits)
+        out[name] = [("—" if pd.isna(a) else format_interval(a, b, c, d)) for a, b, c in zip(df[e], df[lo], df[hi])]
         used |= {e, lo, hi}
     cols = keep if keep is not None else [c for c in out.columns if c not in used or c in (intervals or {})]
-    out = out[cols].rename(columns=rename or {})
+    out = out[cols]
+    names = {c: (rename or {}).get(c, RAW_NAMES.get(c, c)) for c in out.columns}
+    cells, align = {}, []
     for c in out.columns:
-        if pd.api.types.is_bool_dtype(out[c]):
-            out[c] = out[c].map({True: "yes", False: "no"})
-        elif pd.api.types.is_float_dtype(out[c]):
-            out[c] = [("—" if pd.isna(v) else f"{v:.{digits}f}") for v in out[c]]
-        elif out[c].dtype == object:
-            out[c] = out[c].map(lambda v: "—" if v is None or (isinstance(v, float) and pd.isna(v)) else v)
-    return out.style.hide(axis="index")
+        fmt = formats.get(c, formats.get(names[c], digits))
+        col = out[c]
+        cells[names[c]] = [_cell(v, fmt) for v in col.tolist()]
+        numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        align.append("right" if numeric or c in (intervals or {}) else "left")
+    frame = pd.DataFrame(cells, columns=list(names.values()))
+    for h in frame.columns:
+        if _SNAKE.match(str(h)):
+            raise ValueError(f"table column {h!r} has a raw name: give it a readable header (rename=...)")
+    problems = []
+    for h in frame.columns:
+        for v in frame[h]:
+            problems += check_text(str(v), f"table column {h!r}")
+    if problems:
+        raise ValueError(problems[0])
+    return Table(frame, align)
+
+
+def _glue_display(name: str, variable, kind: str) -> None:
+    """``myst_nb.glue(name, variable, display=False)``, with ``{"lensnb": {"kind": kind}}`` in the output
+    metadata, so the book checks can tell a checked figure/table from one glued directly."""
+    import IPython
+    from IPython.display import display
+    from myst_nb.ext.glue import GLUE_PREFIX
+
+    bundle, metadata = IPython.core.formatters.format_display_data(variable)
+    metadata = dict(metadata or {})
+    metadata["scrapbook"] = {"name": name, "mime_prefix": GLUE_PREFIX}
+    metadata["lensnb"] = {"kind": kind}
+    display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
+
+
+def glue_table(name: str, frame: pd.DataFrame | Table, **kw) -> Table:
+    """Format ``frame`` with ``table(**kw)`` (unless it is one already) and glue it under ``name``."""
+    t = frame if isinstance(frame, Table) else table(frame, **kw)
+    _glue_display(name, t, "table")
+    return t
+
+
+class FigureDefect(ValueError):
+    """A figure failed ``lint.check_figure``; the message lists every defect."""
+
+
+def glue_figure(name: str, fig) -> None:
+    """Check ``fig`` (``lint.check_figure``: labels, overlaps, legends over data, clipped points, colour bars,
+    text defects), glue it under ``name`` and close it. A defect raises ``FigureDefect``."""
+    from .lint import check_figure
+
+    import os
+    import sys
+
+    problems = check_figure(fig, name)
+    if problems and os.environ.get("LENSNB_LINT") == "warn":  # development: list every defect, keep going
+        print("\n".join("FIGURE DEFECT " + p for p in problems), file=sys.stderr, flush=True)
+    elif problems:
+        plt.close(fig)
+        raise FigureDefect("\n".join(problems))
+    _glue_display(name, fig, "figure")
+    plt.close(fig)
+
+
+def log_ticks(ax, values, axis: str = "x") -> None:
+    """Major ticks of a log axis at the plotted ``values`` (plain numbers, e.g. 25, 50, 100), no minor labels:
+    matplotlib's default labels on a short log axis are either one decade or run into each other."""
+    import matplotlib.ticker as mticker
+
+    vals = sorted({float(v) for v in values if np.isfinite(v) and v > 0})
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(mticker.FixedLocator(vals))
+    target.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(mticker.NullFormatter())
+    target.set_minor_locator(mticker.NullLocator())
+
+
+def legend_above(fig, ax=None, ncol: int | None = None, **kw) -> None:
+    """One legend for the whole figure, above the panels (so it never covers data); the handles of ``ax``
+    (default: the first axes). Call before ``fig.tight_layout`` is final: it reserves the top margin."""
+    ax = ax or fig.axes[0]
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    fig.legend(handles, labels, loc="upper center", ncol=ncol or len(handles), frameon=False,
+               bbox_to_anchor=(0.5, 1.0), **kw)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))

@@ -34,23 +34,38 @@ def _fmt(value) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
-def run_header_markdown(profile: str, parameters: dict, overrides: dict, version: str) -> str:
+def run_header_markdown(profile: str, parameters: dict, overrides: dict, version: str,
+                        declared: dict | None = None) -> str:
     """A compact MyST block stating how a chapter was executed.
 
-    One line names the profile, seed, data source and version; a collapsed
-    admonition lists every parameter (overridden ones marked).
+    One line names the profile, seed, data source (only for chapters that read images, i.e. declare a
+    ``data`` parameter) and version; a collapsed admonition lists every effective parameter, in the
+    order the notebook declares them, each marked by origin: *notebook default* (the value in the
+    notebook's ``parameters`` cell), *profile* or *override* (``-p``/``-y``/``-f``/``DATA=``).
+    ``declared``: papermill's ``inspect_notebook`` result {name: {"default": source text, ...}}.
     """
-    seed = parameters.get("seed", "n/a")
-    data = parameters.get("data") or "embedded simulator"
-    lines = [
-        f"**Run:** profile `{profile}` · seed `{seed}` · data: {data} · {version}"
-        + (f" · overrides: {', '.join(f'`{k}`' for k in sorted(overrides))}" if overrides else ""),
-        "",
-        "```{admonition} Parameters this chapter ran with",
-        ":class: dropdown",
-    ]
-    for key in sorted(parameters):
-        mark = " *(overridden)*" if key in overrides else ""
-        lines.append(f"- `{key}` = `{_fmt(parameters[key])}`{mark}")
+    declared = declared if declared is not None else {k: {"default": repr(v)} for k, v in parameters.items()}
+    head = f"**Run:** profile `{profile}`"
+    if "seed" in declared:
+        head += f" · seed `{parameters.get('seed', declared['seed'].get('default'))}`"
+    if "data" in declared:
+        head += f" · data: {parameters.get('data') or 'embedded simulator'}"
+    head += f" · {version}"
+    if overrides:
+        head += f" · overrides: {', '.join(f'`{k}`' for k in sorted(overrides))}"
+    lines = [head, "", "```{admonition} Parameters this chapter ran with", ":class: dropdown", "",
+             "Origin: *default* = the notebook's parameters cell, *profile* = `profiles/" + profile + ".yml`, "
+             "*override* = given on the command line.", ""]
+    for key, info in declared.items():
+        if key in overrides:
+            value, origin = _fmt(parameters[key]), "override"
+        elif key in parameters:
+            value, origin = _fmt(parameters[key]), "profile"
+        else:
+            value, origin = str(info.get("default", "?")), "default"
+            value = value if len(value) <= 400 else value[:397] + "..."
+        lines.append(f"- `{key}` = `{value}` *({origin})*")
+    if not declared:
+        lines.append("This chapter has no parameters.")
     lines.append("```")
     return "\n".join(lines)

@@ -380,7 +380,18 @@ def _fake_chapter(tmp_path, params_src):
 def test_run_header_names_the_simulator_only_where_used(tmp_path, params_src, says_simulator):
     from lensnb import build
     path = _fake_chapter(tmp_path, params_src)
-    build._postprocess(path, "default", {"seed": 42}, {}, "k")
+    build._postprocess(path, path, "default", {"seed": 42}, {}, "k")
     header = [c for c in nbformat.read(path, as_version=4).cells if "run-header" in c.metadata.get("tags", [])]
     assert len(header) == 1 and "**Run:** profile `default` · seed `42`" in header[0].source
     assert ("embedded simulator" in header[0].source) == says_simulator
+
+
+def test_parameters_box_lists_every_effective_parameter_with_its_origin(tmp_path):
+    from lensnb import build
+    path = _fake_chapter(tmp_path, 'seed = 42\nn_hosts = 150  # hosts\nepochs = 3')
+    build._postprocess(path, path, "default", {"seed": 7, "epochs": 5}, {"epochs": 5}, "k")
+    text = [c for c in nbformat.read(path, as_version=4).cells if "run-header" in c.metadata.get("tags", [])][0].source
+    assert "- `seed` = `7` *(profile)*" in text
+    assert "- `n_hosts` = `150` *(default)*" in text       # not set by the profile: the notebook's own value
+    assert "- `epochs` = `5` *(override)*" in text
+    assert text.index("- `seed`") < text.index("- `n_hosts`") < text.index("- `epochs`")  # declaration order

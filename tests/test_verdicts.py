@@ -274,3 +274,16 @@ def test_control_fill_removes_the_arc_light_and_the_annulus_fill_leaks_it():
     med_pos = gates.fill_from_annulus(stamp, gates.CORE_MASK)[:, :, gates.CORE_MASK].mean()
     med_neg = gates.fill_from_annulus(ctrl, gates.CORE_MASK)[:, :, gates.CORE_MASK].mean()
     assert med_pos - med_neg > 0.4  # the leak the control fill exists to avoid
+
+
+def test_seeded_auroc_interval_stays_inside_the_auroc_range():
+    # near-perfect scores with a large seed spread: the normal seed term alone would reach past 1
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(40), np.zeros(40)]
+    g = np.r_[np.arange(40), np.arange(40)]
+    S = np.vstack([y * 3 + rng.normal(0, s, 80) for s in (0.3, 3.0, 0.3)])
+    from lensnb.metrics import seeded_auroc, seeded_difference
+    r = seeded_auroc(y, S, g, n_boot=200, seed=0)
+    assert r.ci_high <= 1.0 and r.ci_low >= 0.0 and r.ci_low < r.estimate
+    d = seeded_difference(y, S, g, y, -S, g, n_boot=200, seed=0)
+    assert -1.0 <= d.ci_low <= d.ci_high <= 1.0
