@@ -293,14 +293,14 @@ def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None
         print(f"[lensnb] {nb_path.stem}: up to date", flush=True)
         return False
     print(f"[lensnb] {nb_path.stem}: executing (profile {profile_name})", flush=True)
-    load = os.getloadavg()[0]
+    c0 = _cpu_seconds()
     dt = execute(nb_path, out, params, profile=profile_name, overrides=overrides, key=key)
     print(f"[lensnb] {nb_path.stem}: done in {dt:.1f} s", flush=True)
     from .lint import check_notebook
 
     for problem in check_notebook(nbformat.read(out, as_version=4), out.name):
         print(f"[lensnb] WARNING: {problem}", flush=True)
-    record_timing(profile_name, nb_path.stem, dt, load, overridden=bool(overrides))
+    record_timing(profile_name, nb_path.stem, dt, _other_share(c0, _cpu_seconds(), dt), overridden=bool(overrides))
     return True
 
 
@@ -322,6 +322,29 @@ def _device() -> str:
     return "CPU only"
 
 
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds the whole machine spent busy, CPU seconds of this process and its finished children):
+    Linux ``/proc/stat`` and ``getrusage``; None elsewhere."""
+    import resource
+
+    try:
+        fields = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    busy = (sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)) / os.sysconf("SC_CLK_TCK")
+    own = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    return busy, own
+
+
+def _other_share(c0, c1, wall: float) -> float | None:
+    """Share of the machine's CPU capacity that *other* work used while a chapter ran (0 = alone)."""
+    if c0 is None or c1 is None or wall <= 0:
+        return None
+    other = (c1[0] - c0[0]) - (c1[1] - c0[1])
+    return max(0.0, other / (wall * (os.cpu_count() or 1)))
+
+
 def _read_timings() -> dict:
     path = config.BUILD_DIR / TIMINGS
     try:
@@ -330,19 +353,19 @@ def _read_timings() -> dict:
         return {}
 
 
-def record_timing(profile: str, chapter: str, seconds: float, load: float, *, overridden: bool = False,
-                  full_build: float | None = None) -> None:
-    """Add one measurement to ``build/timings.json`` (per profile and chapter: wall time [s], date, the
-    machine's 1-min load average when it started, cores, device; overridden runs are kept apart)."""
+def record_timing(profile: str, chapter: str, seconds: float, other: float | None, *, overridden: bool = False,
+                  full_build: float | None = None, cold: bool = False) -> None:
+    """Add one measurement to ``build/timings.json`` (per profile and chapter: wall time [s], date, the share of
+    the machine's CPU that other work used meanwhile, cores, device; overridden runs are kept apart)."""
     t = _read_timings()
     prof = t.setdefault(profile, {"chapters": {}})
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime())
     if full_build is not None:
         prof["full_build"] = {"seconds": round(full_build, 1), "finished": stamp, "cpus": os.cpu_count(),
-                              "device": _device()}
+                              "device": _device(), "cold": cold}
     else:
         prof["chapters"][chapter + (" (with overrides)" if overridden else "")] = {
-            "seconds": round(seconds, 1), "finished": stamp, "load_at_start": round(load, 2),
+            "seconds": round(seconds, 1), "finished": stamp, "other_share": None if other is None else round(other, 3),
             "cpus": os.cpu_count(), "device": _device()}
     config.BUILD_DIR.mkdir(parents=True, exist_ok=True)
     tmp = config.BUILD_DIR / (TIMINGS + ".tmp")
@@ -360,24 +383,29 @@ def costs_markdown(profile: str) -> str:
     rows = t.get("chapters", {})
     lines = ["# What the build costs", "",
              f"Wall times of each chapter of the `{profile}` profile as the build driver (`python -m lensnb.build`, "
-             "which `make book` runs) last measured them on the machine that built this book. A machine busy with "
-             "other work (1-min load average above half its cores when the chapter started) runs slower; such "
-             "times are marked.", ""]
+             "which `make book` runs) last measured them on the machine that built this book. \"Other work\" is the "
+             "share of the machine's CPU that processes other than the build used meanwhile (from `/proc/stat`); "
+             "above 10% the time is marked *busy* and overstates the chapter's own cost. A chapter that finds its data sets, trained models or gate results cached in "
+             "`data/processed` runs faster than on a clean checkout; `make clean-data` then `make book` measures the "
+             "whole cost.", ""]
     if not rows:
         lines.append("No chapter has been timed yet for this profile.")
     else:
-        lines += ["| chapter | wall time | finished | load at start | cores | device |", "|:--|--:|:--|--:|--:|:--|"]
+        lines += ["| chapter | wall time | finished | other work | cores | device |", "|:--|--:|:--|--:|--:|:--|"]
         for ch in sorted(rows):
             r = rows[ch]
-            busy = " (busy)" if r["load_at_start"] > r["cpus"] / 2 else ""
+            o = r.get("other_share")
+            other = "not measured" if o is None else f"{100 * o:.0f}%" + (" (busy)" if o > 0.10 else "")
             lines.append(f"| {ch} | {r['seconds'] / 60:.1f} min ({r['seconds']:.0f} s) | {r['finished']} | "
-                         f"{r['load_at_start']:.2f}{busy} | {r['cpus']} | {r['device']} |")
+                         f"{other} | {r['cpus']} | {r['device']} |")
         plain = [r["seconds"] for ch, r in rows.items() if "overrides" not in ch]
         lines += ["", f"Sum of the chapter times: {sum(plain) / 60:.1f} min."]
     full = t.get("full_build")
     if full:
-        lines.append(f"The last build that executed every chapter in one run took {full['seconds'] / 60:.1f} min in all "
-                     f"(finished {full['finished']}, {full['cpus']} cores, {full['device']}).")
+        start = ("from an empty `data/processed` (nothing cached)" if full.get("cold") else
+                 "reusing data sets, models or gate results cached in `data/processed` by an earlier build")
+        lines.append(f"The last build that executed every chapter in one run took {full['seconds'] / 60:.1f} min in all, "
+                     f"{start} (finished {full['finished']}, {full['cpus']} cores, {full['device']}).")
     gb = _disk_use(config.PROCESSED_DIR) / 1e9
     lines += ["", f"Disk: `data/processed` (simulated data sets, cached models and gate results, all regenerated on "
               f"demand) holds {gb:.1f} GB; `make clean-data` removes it.", ""]
@@ -448,9 +476,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "book":
             if rest:
                 ap.error(f"unrecognised arguments: {' '.join(rest)}")
+            cold = _disk_use(config.PROCESSED_DIR) == 0
             ran = [run_notebook(nb, args.profile, force=args.force, data=args.data) for nb in chapter_notebooks()]
             if ran and all(ran) and not args.data:
-                record_timing(args.profile, "", 0.0, 0.0, full_build=time.perf_counter() - t0)
+                record_timing(args.profile, "", 0.0, 0.0, full_build=time.perf_counter() - t0, cold=cold)
             write_costs_page(args.profile)
             build_book()
         else:

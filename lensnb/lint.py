@@ -16,7 +16,8 @@ import numpy as np
 
 # rendered-text defects: missing values, Python reprs, raw pandas intervals, unrounded floats
 TEXT_DEFECTS = {
-    "missing value": re.compile(r"(?<![\w.])(nan|NaN|None|NaT|<NA>)(?![\w.])"),
+    # "None" followed by a lower-case word is prose ("None of the priors ..."), not a missing value
+    "missing value": re.compile(r"(?<![\w.])(nan|NaN|None(?!\s+[a-z])|NaT|<NA>)(?!\w)"),
     "object repr": re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>|\b(array|Interval|Series|DataFrame)\("),
     "raw interval label": re.compile(r"\(\s*-?\d[\d.e+-]*,\s*-?\d[\d.e+-]*\]"),
     "citation key": re.compile(r"\b[a-z]+\d{4}[a-z]?_[a-z0-9_]+\b"),
@@ -251,10 +252,9 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
             if o.get("output_type") in ("display_data", "execute_result") and "scrapbook" not in o.get("metadata", {}):
                 if any(k.startswith("image/") for k in o.get("data", {})):
                     problems.append(f"{name}: cell {i} displays an image that is not glued into a captioned figure")
-                for k in ("text/markdown", "text/html", "text/plain"):
-                    if k in o.get("data", {}):
-                        problems += check_text(str(o["data"][k]), f"{name}: cell {i} output")
-                        break
+                else:  # the book hides code, not outputs: a stray value shows up as raw text on the page
+                    text = str(o.get("data", {}).get("text/plain", ""))[:60]
+                    problems.append(f"{name}: cell {i} shows an output that is not glued ({text!r})")
     figures = {m.group(1): _caption_of_figure(m.group(2)) for m in _FIG_DIRECTIVE.finditer(md)}
     tables = {}
     for m in _TABLE_DIRECTIVE.finditer(md):
@@ -270,6 +270,8 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
                 problems.append(f"{name}: figure {key!r} is never placed in a glue:figure directive")
             elif not figures[key]:
                 problems.append(f"{name}: figure {key!r} has no caption")
+            elif figures[key][0].islower():
+                problems.append(f"{name}: the caption of figure {key!r} starts in lower case")
         elif kind == "table" or "text/html" in data and "<table" in str(data.get("text/html", "")):
             if kind != "table":
                 problems.append(f"{name}: table {key!r} was not made with plotting.table")
@@ -279,6 +281,8 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
                 problems.append(f"{name}: table {key!r} is not placed in a captioned {{table}} directive")
             elif not tables[key]:
                 problems.append(f"{name}: table {key!r} has no caption")
+            elif tables[key][0].islower():
+                problems.append(f"{name}: the caption of table {key!r} starts in lower case")
         elif key in figures:
             problems.append(f"{name}: {key!r} is placed in a glue:figure but is not an image")
         text = str(data.get("text/markdown", data.get("text/plain", "")))

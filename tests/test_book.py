@@ -186,3 +186,27 @@ def test_small_team_data_runs_with_sizes_taken_from_the_data(tmp_path_factory):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         note = _glued(root / "book" / "chapters" / f"{nb}.ipynb", "text/markdown")["sizes_note"]
         assert "exceed what the" in note and "120 hosts" in note, note
+
+
+def test_guard_rails_hold_on_every_executed_chapter_and_page(built):
+    """Captions, table numbering, checked figures, formatted pastes (lint.check_notebook) and no nan/None,
+    object reprs, raw interval labels, citation keys or long decimals on any rendered page (lint.check_html)."""
+    from lensnb import lint
+    problems = []
+    for nb in sorted((built / "book" / "chapters").glob("*.ipynb")):
+        problems += lint.check_notebook(nbformat.read(nb, as_version=4), nb.name)
+    html = built / "book" / "_build" / "html"
+    pages = sorted(html.glob("*.html")) + sorted((html / "chapters").glob("*.html"))
+    for page in pages:
+        if page.name not in ("genindex.html", "search.html"):
+            problems += lint.check_html(page)
+    assert problems == []
+    tables = [p.read_text().count('<span class="caption-number">Table ') for p in pages]
+    assert sum(tables) >= 20  # the chapters' tables are numbered as tables, not as figures
+
+
+def test_costs_page_lists_every_chapter_the_build_timed(built):
+    page = (built / "book" / "build_costs.md").read_text()
+    for nb in sorted((built / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"| {nb.stem} |" in page
+    assert (built / "book" / "_build" / "html" / "build_costs.html").exists()

@@ -29,7 +29,8 @@ def test_profiles_are_valid_and_cover_declared_parameters():
         prof = build.load_profile(name)
         for nb in build.chapter_notebooks():
             params = build.notebook_parameters(nb, prof, {})
-            assert "seed" in params
+            # every chapter that declares a seed gets the profile's one
+            assert ("seed" in params) == ("seed" in build.declared_parameters(nb))
 
 
 def test_unknown_parameter_is_an_error():
@@ -68,3 +69,22 @@ def test_source_notebooks_are_committed_without_outputs():
 
     for nb in build.chapter_notebooks():
         assert not has_outputs(Path(nb)), f"{nb} has outputs; run make strip"
+
+
+def test_every_declared_parameter_is_used_by_its_chapter():
+    """A parameter the notebook declares but never reads would let a user change nothing (e.g. a stale size)."""
+    import ast
+
+    import nbformat
+
+    from lensnb import config
+    for path in sorted(config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1, f"{path.name}: needs exactly one parameters cell"
+        declared = [t.id for node in ast.parse(params[0].source).body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)]
+        rest = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and c is not params[0])
+        used = {n.id for n in ast.walk(ast.parse(rest)) if isinstance(n, ast.Name)}
+        unused = [d for d in declared if d not in used]
+        assert not unused, f"{path.name}: declared but unused parameter(s) {unused}"
