@@ -271,7 +271,7 @@ def interval_pivot(df: pd.DataFrame, index: list, columns: str, *, est: str = "a
     column order follow their first appearance."""
     from .metrics import format_interval
 
-    cell = [format_interval(a, b, c, digits) + (f" · {n}" if note else "")
+    cell = [format_interval(a, b, c, digits).replace(" ", "\u00a0") + (f" · {n}" if note else "")  # no break inside
             for a, b, c, n in zip(df[est], df[lo], df[hi], df[note] if note else [None] * len(df))]
     long = df[index + [columns]].assign(_cell=cell)
     order = list(dict.fromkeys(df[columns]))

@@ -207,3 +207,13 @@ def test_other_work_share_counts_only_processes_outside_the_build():
     assert build._other_share((10.0, 1.0), (14.0, 2.0), 1.0) == pytest.approx(3.0 / os.cpu_count())
     assert build._other_share((10.0, 1.0), (11.0, 2.0), 1.0) == 0.0   # only the build ran
     assert build._other_share(None, (1.0, 1.0), 1.0) is None           # no /proc/stat: not measured
+
+
+def test_interval_pivot_makes_one_column_per_design_and_keeps_intervals_whole():
+    df = pd.DataFrame({"gate": ["core LR", "core LR", "annulus LR", "annulus LR"],
+                       "design": ["paired", "unpaired", "paired", "unpaired"],
+                       "auroc": [0.9, 0.867, 0.75, 0.7], "ci_low": [0.88, 0.84, 0.7, 0.65],
+                       "ci_high": [0.92, 0.899, 0.8, 0.75], "verdict": ["shortcut", "shortcut", "arc", "arc"]})
+    wide = plotting.interval_pivot(df, ["gate"], "design")
+    assert list(wide.columns) == ["gate", "paired", "unpaired"] and list(wide.gate) == ["core LR", "annulus LR"]
+    assert wide.loc[0, "unpaired"] == "0.867\u00a0(0.840–0.899) · shortcut"
