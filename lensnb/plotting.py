@@ -279,3 +279,12 @@ def interval_pivot(df: pd.DataFrame, index: list, columns: str, *, est: str = "a
     wide = wide.reindex(columns=order).reset_index()
     wide.columns.name = None
     return wide
+
+
+def auroc_limits(*values, low: float = 0.4, high: float = 1.02) -> tuple[float, float]:
+    """Axis limits for AUROCs: (``low``, ``high``) unless a value (e.g. an interval's lower end) lies below
+    ``low``; then the axis extends to it, so no point is clipped off."""
+    v = np.concatenate([np.ravel(np.asarray(x, float)) for x in values]) if values else np.array([low])
+    v = v[np.isfinite(v)]
+    lo = min(low, float(v.min()) - 0.03) if len(v) else low
+    return max(lo, 0.0 if low >= 0 else lo), high

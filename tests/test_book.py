@@ -87,9 +87,9 @@ def test_rerun_one_chapter_with_overrides_is_shown_and_deterministic(built):
     nb = nbformat.read(chapter, as_version=4)
     assert nb.metadata["lensnb"]["parameters"]["n_systems"] == 200
     header = next(c.source for c in nb.cells if "run-header" in c.metadata.get("tags", []))
-    assert "`n_systems` = `200` *(overridden)*" in header
+    assert "`n_systems` = `200` *(override)*" in header
     page = (built / "book" / "_build" / "html" / "chapters" / "01_geometry.html").read_text()
-    assert "overridden" in page
+    assert "(override)" in page
     # back to the profile: re-executed, and the same seed gives the same glued numbers
     proc, _ = _build(built, "book", "--profile", "smoke")
     assert proc.returncode == 0 and "01_geometry: executing" in proc.stdout

@@ -217,3 +217,9 @@ def test_interval_pivot_makes_one_column_per_design_and_keeps_intervals_whole():
     wide = plotting.interval_pivot(df, ["gate"], "design")
     assert list(wide.columns) == ["gate", "paired", "unpaired"] and list(wide.gate) == ["core LR", "annulus LR"]
     assert wide.loc[0, "unpaired"] == "0.867\u00a0(0.840–0.899) · shortcut"
+
+
+def test_auroc_limits_extend_to_keep_every_interval_on_the_axis():
+    assert plotting.auroc_limits([0.6, 0.7]) == (0.4, 1.02)
+    lo, hi = plotting.auroc_limits([0.37, 0.9], high=1.0)
+    assert lo == pytest.approx(0.34) and hi == 1.0
