@@ -85,7 +85,9 @@ SCHEMA: dict[str, tuple[pa.DataType, str, str]] = {
     "n_images": (pa.int64(), "-", "number of point-source images of the source centre"),
     "inner_image_r_arcsec": (pa.float64(), "arcsec", "distance of the innermost image from the lens centre (NaN if one image)"),
     "total_magnification": (pa.float64(), "-", "sum of |mu| over the images of the source centre"),
-    "supersampling": (pa.int64(), "-", "sub-pixels per pixel side used for rendering"),
+    "supersampling": (pa.int64(), "-", "sub-pixels per pixel side used for rendering (hosts, and arcs of extended sources)"),
+    "supersampling_arc": (pa.int64(), "-", "sub-pixels per pixel side used for the arc's pixels (adaptive: "
+                          "render.refined_supersampling of the source R_e; compact sources get more)"),
     "preset": (pa.string(), "-", "simulator preset"),
     "seed": (pa.int64(), "-", "simulator seed"),
 }

@@ -1,8 +1,14 @@
 """Image rendering in torch: Sersic profiles, Moffat PSFs, lensed arcs, convolution.
 
 Everything is batched over stamps and runs on the device of its inputs (GPU when present).
-Units: positions in arcsec relative to the lens centre (x right, y up), surface brightness in
+Units: positions in arcsec relative to the lens centre, x along increasing column index and y along
+increasing row index (x right, y up when drawn with origin="lower"), surface brightness in
 nanomaggies / arcsec^2, rendered stamps in nanomaggies / pixel.
+
+Order of operations: the (lensed) surface brightness is sampled on ``supersample``² sub-pixels per pixel and
+averaged (times the pixel area); arc pixels of compact sources are resampled more finely
+(``refined_supersampling``); the pixel image is convolved by FFT with a pixel-integrated (5×5 sub-sampled),
+31×31-pixel, unit-sum Moffat kernel (``moffat_kernels``: truncation, then renormalisation).
 
 Sersic convention (lenstronomy's ``SERSIC_ELLIPSE``)::
 
@@ -100,12 +106,59 @@ def convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     return full[..., h : h + S, h : h + S]
 
 
-def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3) -> torch.Tensor:
+# Adaptive supersampling of compact sources: a lensed image is about as thick (radially) as its source,
+# so a sub-pixel grid must resolve the source's R_e. Pixels that hold the arc are re-rendered with
+# ``refined_supersampling(r_eff)`` sub-pixels a side when that exceeds the base factor.
+REFINE_SAMPLES_PER_REFF = 4.0   # sub-pixel spacing <= R_e / 4
+REFINE_TIERS = (3, 5, 9, 15, 27)
+REFINE_MAX_POINTS = 4_000_000   # sub-pixel evaluations per refinement chunk (memory bound)
+REFINE_THRESHOLD = 1e-3          # pixels above this fraction of the arc's peak (dilated by 1 px) are refined
+
+
+def refined_supersampling(r_eff, base: int = 3):
+    """Sub-pixels per pixel side for sources of half-light radius ``r_eff`` [arcsec]: the smallest tier of
+    ``REFINE_TIERS`` with spacing PIXEL_SCALE / ss <= r_eff / REFINE_SAMPLES_PER_REFF, at least ``base``."""
+    need = np.ceil(REFINE_SAMPLES_PER_REFF * PIXEL_SCALE / np.maximum(np.asarray(r_eff, float), 1e-6))
+    tiers = np.array(REFINE_TIERS)
+    idx = np.minimum(np.searchsorted(tiers, need), len(tiers) - 1)
+    return np.maximum(tiers[idx], base).astype(int)
+
+
+def _refine(unit: torch.Tensor, L: dict, S_: dict, rows: torch.Tensor, ss: int) -> None:
+    """Re-render, in place, the arc pixels of systems ``rows`` of ``unit`` (B, S, S) with ss x ss sub-pixels."""
+    import torch.nn.functional as F
+
+    dev, dt = unit.device, unit.dtype
+    coarse = unit[rows]
+    peak = coarse.flatten(1).amax(1).clamp_min(1e-300)[:, None, None]
+    mask = F.max_pool2d((coarse > REFINE_THRESHOLD * peak).to(dt)[:, None], 3, stride=1, padding=1)[:, 0] > 0
+    b, py, px = mask.nonzero(as_tuple=True)
+    if len(b) == 0:
+        return
+    sub = ((torch.arange(ss, device=dev, dtype=torch.float64) + 0.5) / ss - 0.5)
+    oy, ox = torch.meshgrid(sub, sub, indexing="ij")
+    ox, oy = ox.reshape(-1).to(dt), oy.reshape(-1).to(dt)
+    step = max(1, REFINE_MAX_POINTS // (ss * ss))
+    for i in range(0, len(b), step):
+        bb, yy, xx = b[i:i + step], py[i:i + step], px[i:i + step]
+        x = ((xx.to(dt) - CENTER_PIX)[:, None] + ox[None]) * PIXEL_SCALE
+        y = ((yy.to(dt) - CENTER_PIX)[:, None] + oy[None]) * PIXEL_SCALE
+        r = rows[bb]
+        g = {k: v[r, :, 0] for k, v in L.items()}
+        bx, by = ray_trace(x, y, g["theta_e"], g["q"], g["phi"], g["gamma1"], g["gamma2"])
+        h = {k: v[r, :, 0] for k, v in S_.items()}
+        val = sersic(bx, by, 1.0, h["r_eff"], h["n"], h["q"], h["phi"], h["x"], h["y"]).mean(dim=1)
+        unit[r, yy, xx] = val * PIXEL_SCALE**2
+
+
+def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3, *, refine: bool = True) -> torch.Tensor:
     """Noise-free, unconvolved lensed Sersic sources, (B, n_bands, S, S) in nanomaggies / pixel.
 
     ``lens``: tensors (B,) theta_e, q, phi, gamma1, gamma2; ``src``: tensors (B,) x, y, r_eff, n, q,
     phi; ``amps``: (B, n_bands) surface brightness at R_e [nmgy / arcsec^2]. Ray tracing uses the
-    caustics functional deflections (``lensnb.lensing.ray_trace``).
+    caustics functional deflections (``lensnb.lensing.ray_trace``). Every pixel is the mean of
+    ``supersample``² sub-pixel samples; with ``refine``, the arc pixels of a compact source are resampled
+    with ``refined_supersampling(r_eff)`` sub-pixels a side (adaptive supersampling).
     """
     dev, dt = amps.device, amps.dtype
     gx, gy = pixel_grid(supersample, dev, dt)
@@ -114,6 +167,11 @@ def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3)
     S_ = {k: v.to(dt)[:, None, None] for k, v in src.items()}
     shape = sersic(bx, by, 1.0, S_["r_eff"], S_["n"], S_["q"], S_["phi"], S_["x"], S_["y"])
     unit = bin_supersampled(shape, supersample) * PIXEL_SCALE**2
+    if refine:
+        need = refined_supersampling(src["r_eff"].detach().cpu().numpy(), supersample)
+        for ss in sorted(set(need.tolist()) - {supersample}):
+            rows = torch.as_tensor(np.flatnonzero(need == ss), device=dev)
+            _refine(unit, L, S_, rows, ss)
     return unit[:, None] * amps[:, :, None, None]
 
 

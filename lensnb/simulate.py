@@ -22,7 +22,8 @@ from . import dataset, populations, rng
 from .config import CENTER_PIX, CORE_SLICE, PIXEL_SCALE, STAMP_SIZE
 from .lensing import default_device, find_images
 from .render import (
-    MOFFAT_BETA, convolve, mag_to_nmgy, moffat_kernels, render_arcs, render_sersic, sersic_total_flux_per_amp,
+    MOFFAT_BETA, convolve, mag_to_nmgy, moffat_kernels, refined_supersampling, render_arcs, render_sersic,
+    sersic_total_flux_per_amp,
 )
 
 BANDS = ("g", "r", "z")
@@ -100,7 +101,7 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
 
 
 def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, kernels: torch.Tensor, *,
-                  supersample: int, device):
+                  supersample: int, device, refine: bool = True):
     """Draw ``per_host`` injections per host and render their PSF-convolved arcs.
 
     ``hosts`` needs host_id, host_z (NaN allowed unless the preset ties theta_E to the host, which also
@@ -124,7 +125,7 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
 
     def arcs(sl):
         return convolve(render_arcs({k: v[sl] for k, v in lens.items()}, {k: v[sl] for k, v in src.items()},
-                                    amps[sl], supersample), kern[sl])
+                                    amps[sl], supersample, refine=refine), kern[sl])
 
     arcs_t = _chunked(arcs, len(meta), render_chunk(device), (3, STAMP_SIZE, STAMP_SIZE), device)
     sig_t = _t(meta[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
@@ -154,12 +155,13 @@ class DeviceBatch:
 
 
 def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, *, supersample: int = 3,
-                       noise: bool = True, arc_noise: bool = False, device=None) -> DeviceBatch:
+                       noise: bool = True, arc_noise: bool = False, device=None, refine: bool = True) -> DeviceBatch:
     """Simulate ``per_host`` injections for each host, leaving the images on ``device``."""
     device = torch.device(device) if device is not None else default_device()
     hosts = hosts.reset_index(drop=True)
     ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device)
-    meta, hidx, arcs_t = injected_arcs(hosts, per_host, preset, seed, kernels, supersample=supersample, device=device)
+    meta, hidx, arcs_t = injected_arcs(hosts, per_host, preset, seed, kernels, supersample=supersample, device=device,
+                                       refine=refine)
     host_row = torch.as_tensor(np.array(hidx, dtype=np.int64), device=device)
     stamps = ctrl[host_row] + arcs_t
     if arc_noise:
@@ -174,6 +176,8 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     meta["total_magnification"] = np.nansum(np.abs(im.mu), axis=1)
     meta["psf_moffat_beta"] = MOFFAT_BETA
     meta["supersampling"] = supersample
+    meta["supersampling_arc"] = (refined_supersampling(meta["src_r_eff_arcsec"].to_numpy(), supersample) if refine
+                                 else supersample)
     return DeviceBatch(meta, stamps, ctrl, host_row)
 
 
@@ -187,17 +191,18 @@ def to_host(t: torch.Tensor) -> np.ndarray:
 
 
 def simulate_batch(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, *, supersample: int = 3,
-                   noise: bool = True, arc_noise: bool = False, device=None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+                   noise: bool = True, arc_noise: bool = False, device=None,
+                   refine: bool = True) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Simulate ``per_host`` injections for each host; returns (meta, stamps, ctrls) as NumPy arrays
     (N, 3, 64, 64), the control stamp repeated for every row of its host."""
     b = simulate_on_device(hosts, per_host, preset, seed, supersample=supersample, noise=noise,
-                           arc_noise=arc_noise, device=device)
+                           arc_noise=arc_noise, device=device, refine=refine)
     return b.meta, to_host(b.stamps), to_host(b.ctrls)[b.host_row.cpu().numpy()]
 
 
 def simulate(preset: str, n_hosts: int, per_host: int, seed: int, out, *, noise: bool = True,
              arc_noise: bool = False, supersample: int = 3, device=None, hosts_per_batch: int | None = None,
-             preset_overrides: dict | None = None, progress: bool = True) -> pd.DataFrame:
+             preset_overrides: dict | None = None, progress: bool = True, refine: bool = True) -> pd.DataFrame:
     """Write a paired dataset to ``out`` (Parquet, atomically); return its metadata.
 
     ``hosts_per_batch`` hosts are simulated at a time (default 64 on a CPU, 2048 on a GPU); the data
@@ -220,7 +225,8 @@ def simulate(preset: str, n_hosts: int, per_host: int, seed: int, out, *, noise:
     with dataset.AtomicParquetWriter(out, dataset.arrow_schema(cols)) as w:
         for s in batches:
             b = simulate_on_device(hosts.iloc[s : s + hosts_per_batch], per_host, spec, seed,
-                                   supersample=supersample, noise=noise, arc_noise=arc_noise, device=device)
+                                   supersample=supersample, noise=noise, arc_noise=arc_noise, device=device,
+                                   refine=refine)
             meta = b.meta
             meta["preset"], meta["seed"] = preset, seed
             meta["stamp_npz"] = [dataset.encode_npz(a) for a in to_host(b.stamps)]

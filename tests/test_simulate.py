@@ -47,7 +47,7 @@ def test_arcs_match_lenstronomy_rerender(noiseless):
             model = ImageModel(data, PSF(psf_type="PIXEL", kernel_point_source=kernel),
                                lens_model_class=LensModel(["SIE", "SHEAR"]),
                                source_model_class=LightModel(["SERSIC_ELLIPSE"]),
-                               kwargs_numerics={"supersampling_factor": int(row.supersampling)})
+                               kwargs_numerics={"supersampling_factor": int(row.supersampling_arc)})
             ks = [dict(amp=row[f"src_amp_{band}"], R_sersic=row.src_r_eff_arcsec, n_sersic=row.src_n_sersic,
                        e1=se1, e2=se2, center_x=row.src_x_arcsec, center_y=row.src_y_arcsec)]
             ref = model.image(kwargs_lens=kl, kwargs_source=ks)
