@@ -228,7 +228,7 @@ def print_flux_accuracy(n_systems: int, compact_tail: int, seed: int = 0) -> Non
                 if len(e):
                     print(f"  {preset:10s} {sample:8s} {m:9s} {e.median():8.2%} {e.quantile(0.95):8.2%} {e.max():8.2%}")
         print(f"  {preset}: arc render CPU time, adaptive / fixed 3x: {cost['adaptive'] / cost['fixed']:.2f}x "
-              f"({cost['fixed']:.1f} s vs {cost['adaptive']:.1f} s)")
+              f"({cost['adaptive']:.1f} s vs {cost['fixed']:.1f} s)")
 
 
 def main(argv=None) -> int:

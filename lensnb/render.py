@@ -112,7 +112,8 @@ def convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 REFINE_SAMPLES_PER_REFF = 4.0   # sub-pixel spacing <= R_e / 4
 REFINE_TIERS = (3, 5, 9, 15, 27)
 REFINE_MAX_POINTS = 4_000_000   # sub-pixel evaluations per refinement chunk (memory bound)
-REFINE_THRESHOLD = 1e-3          # pixels above this fraction of the arc's peak (dilated by 1 px) are refined
+REFINE_THRESHOLD = 1e-3          # pixels above this fraction of the arc's peak are refined,
+REFINE_DILATE = 2                # and their neighbours within 2 px (image parts the coarse grid missed)
 
 
 def refined_supersampling(r_eff, base: int = 3):
@@ -131,7 +132,8 @@ def _refine(unit: torch.Tensor, L: dict, S_: dict, rows: torch.Tensor, ss: int) 
     dev, dt = unit.device, unit.dtype
     coarse = unit[rows]
     peak = coarse.flatten(1).amax(1).clamp_min(1e-300)[:, None, None]
-    mask = F.max_pool2d((coarse > REFINE_THRESHOLD * peak).to(dt)[:, None], 3, stride=1, padding=1)[:, 0] > 0
+    k = 2 * REFINE_DILATE + 1
+    mask = F.max_pool2d((coarse > REFINE_THRESHOLD * peak).to(dt)[:, None], k, stride=1, padding=REFINE_DILATE)[:, 0] > 0
     b, py, px = mask.nonzero(as_tuple=True)
     if len(b) == 0:
         return
