@@ -20,7 +20,7 @@ from . import populations
 from .config import PIXEL_SCALE, STAMP_SIZE
 from .lensing import default_device
 from .render import mag_to_nmgy, moffat_kernels, sersic_total_flux_per_amp
-from .simulate import simulate_batch
+from .simulate import lens_source_tensors, simulate_batch
 
 
 def _best_rate(fn, n: int, repeats: int) -> float:
@@ -182,13 +182,7 @@ def arc_flux_errors(preset: str, n_systems: int, seed: int = 0, *, compact_tail:
         tail["tail"] = True
         inj = pd.concat([inj, tail], ignore_index=True)
 
-    def t(c):
-        return torch.tensor(inj[c].to_numpy(), dtype=torch.float64)
-
-    lens = {"theta_e": t("theta_e_arcsec"), "q": t("lens_q"), "phi": t("lens_phi_rad"), "gamma1": t("shear_gamma1"),
-            "gamma2": t("shear_gamma2")}
-    src = {"x": t("src_x_arcsec"), "y": t("src_y_arcsec"), "r_eff": t("src_r_eff_arcsec"), "n": t("src_n_sersic"),
-           "q": t("src_q"), "phi": t("src_phi_rad")}
+    lens, src = lens_source_tensors(inj, dtype=torch.float64)
     one = torch.ones(len(inj), 1, dtype=torch.float64)
 
     def flux(rows, ss, refine):

@@ -23,7 +23,7 @@ import torch
 from . import dataset, populations
 from .config import RADIUS_PX
 from .lensing import default_device
-from .render import MOFFAT_BETA, moffat_kernels, refined_supersampling
+from .render import MOFFAT_BETA, moffat_kernels
 from .simulate import BANDS, _t, injected_arcs
 
 HOST_REQUIRED = ("ctrl_stamp_npz", "ra", "dec", "brickname", "psf_fwhm_used_r")
@@ -98,7 +98,6 @@ def inject(path, out, *, preset: str = "request", per_host: int = 1, seed: int =
             meta[c] = meta[c] * arc_scale
     meta["psf_moffat_beta"] = MOFFAT_BETA
     meta["supersampling"] = supersample
-    meta["supersampling_arc"] = refined_supersampling(meta["src_r_eff_arcsec"].to_numpy(), supersample)
     meta["preset"], meta["seed"] = preset, seed
     meta["stamp_npz"] = [dataset.encode_npz(a) for a in stamps]
     meta["ctrl_stamp_npz"] = [dataset.encode_npz(a) for a in ctrl[hidx]]

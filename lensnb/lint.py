@@ -234,6 +234,15 @@ def _caption_of_figure(body: str) -> str:
     return " ".join(lines).strip()
 
 
+def _caption_problems(name: str, what: str, key: str, caption: str) -> list[str]:
+    """A placed figure's or table's caption: present, and starting in upper case."""
+    if not caption:
+        return [f"{name}: {what} {key!r} has no caption"]
+    if caption[0].islower():
+        return [f"{name}: the caption of {what} {key!r} starts in lower case"]
+    return []
+
+
 def check_notebook(nb, name: str = "notebook") -> list[str]:
     """Book-level defects of an executed chapter (nbformat node).
 
@@ -268,10 +277,8 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
                 problems.append(f"{name}: figure {key!r} was glued without plotting.glue_figure (its checks did not run)")
             if key not in figures:
                 problems.append(f"{name}: figure {key!r} is never placed in a glue:figure directive")
-            elif not figures[key]:
-                problems.append(f"{name}: figure {key!r} has no caption")
-            elif figures[key][0].islower():
-                problems.append(f"{name}: the caption of figure {key!r} starts in lower case")
+            else:
+                problems += _caption_problems(name, "figure", key, figures[key])
         elif kind == "table" or "text/html" in data and "<table" in str(data.get("text/html", "")):
             if kind != "table":
                 problems.append(f"{name}: table {key!r} was not made with plotting.table")
@@ -279,10 +286,8 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
                 problems.append(f"{name}: table {key!r} is captioned as a figure (use a {{table}} directive)")
             elif key not in tables:
                 problems.append(f"{name}: table {key!r} is not placed in a captioned {{table}} directive")
-            elif not tables[key]:
-                problems.append(f"{name}: table {key!r} has no caption")
-            elif tables[key][0].islower():
-                problems.append(f"{name}: the caption of table {key!r} starts in lower case")
+            else:
+                problems += _caption_problems(name, "table", key, tables[key])
         elif key in figures:
             problems.append(f"{name}: {key!r} is placed in a glue:figure but is not an image")
         text = str(data.get("text/markdown", data.get("text/plain", "")))

@@ -1,7 +1,9 @@
 """Figure helpers shared by the chapters: every axis labelled, units in brackets."""
 from __future__ import annotations
 
+import os
 import re
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -225,9 +227,6 @@ def glue_figure(name: str, fig) -> None:
     """Check ``fig`` (``lint.check_figure``: labels, overlaps, legends over data, clipped points, colour bars,
     text defects), glue it under ``name`` and close it. A defect raises ``FigureDefect``."""
     from .lint import check_figure
-
-    import os
-    import sys
 
     problems = check_figure(fig, name)
     if problems and os.environ.get("LENSNB_LINT") == "warn":  # development: list every defect, keep going

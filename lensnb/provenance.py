@@ -29,9 +29,13 @@ def version_string() -> str:
     return f"lensnb {__version__} (git {git_commit()})"
 
 
-def _fmt(value) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(", ", ": ")) if isinstance(value, (dict, list)) else repr(value)
+def _clip(text: str) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _fmt(value) -> str:
+    return _clip(json.dumps(value, sort_keys=True, separators=(", ", ": ")) if isinstance(value, (dict, list))
+                 else repr(value))
 
 
 def run_header_markdown(profile: str, parameters: dict, overrides: dict, version: str,
@@ -62,8 +66,7 @@ def run_header_markdown(profile: str, parameters: dict, overrides: dict, version
         elif key in parameters:
             value, origin = _fmt(parameters[key]), "profile"
         else:
-            value, origin = str(info.get("default", "?")), "default"
-            value = value if len(value) <= 400 else value[:397] + "..."
+            value, origin = _clip(str(info.get("default", "?"))), "default"
         lines.append(f"- `{key}` = `{value}` *({origin})*")
     if not declared:
         lines.append("This chapter has no parameters.")

@@ -52,6 +52,18 @@ def _t(a, device, dtype=torch.float32):
     return torch.as_tensor(np.array(a, dtype=np.float64), dtype=dtype, device=device)
 
 
+def lens_source_tensors(meta: pd.DataFrame, device=None, dtype=torch.float32) -> tuple[dict, dict]:
+    """The renderer's inputs from injection columns: (lens: theta_e, q, phi, gamma1, gamma2; source: x, y,
+    r_eff, n, q, phi), tensors (N,) [arcsec, radians] on ``device``."""
+    lens = {k: _t(meta[c], device, dtype) for k, c in (("theta_e", "theta_e_arcsec"), ("q", "lens_q"),
+                                                       ("phi", "lens_phi_rad"), ("gamma1", "shear_gamma1"),
+                                                       ("gamma2", "shear_gamma2"))}
+    src = {k: _t(meta[c], device, dtype) for k, c in (("x", "src_x_arcsec"), ("y", "src_y_arcsec"),
+                                                      ("r_eff", "src_r_eff_arcsec"), ("n", "src_n_sersic"),
+                                                      ("q", "src_q"), ("phi", "src_phi_rad"))}
+    return lens, src
+
+
 def _amps(frame: pd.DataFrame, prefix: str, r_eff, n) -> np.ndarray:
     """Sersic amplitudes (N, 3) [nmgy / arcsec^2] from total magnitudes ``{prefix}{band}``."""
     return np.stack([mag_to_nmgy(frame[f"{prefix}{b}"]) for b in BANDS], 1) / sersic_total_flux_per_amp(r_eff, n)[:, None]
@@ -114,12 +126,9 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
     flux_per_amp = sersic_total_flux_per_amp(meta["src_r_eff_arcsec"], meta["src_n_sersic"])
     for b in BANDS:
         meta[f"src_amp_{b}"] = mag_to_nmgy(meta[f"src_mag_{b}"]) / flux_per_amp
-    lens = {"theta_e": _t(meta["theta_e_arcsec"], device), "q": _t(meta["lens_q"], device),
-            "phi": _t(meta["lens_phi_rad"], device), "gamma1": _t(meta["shear_gamma1"], device),
-            "gamma2": _t(meta["shear_gamma2"], device)}
-    src = {"x": _t(meta["src_x_arcsec"], device), "y": _t(meta["src_y_arcsec"], device),
-           "r_eff": _t(meta["src_r_eff_arcsec"], device), "n": _t(meta["src_n_sersic"], device),
-           "q": _t(meta["src_q"], device), "phi": _t(meta["src_phi_rad"], device)}
+    lens, src = lens_source_tensors(meta, device)
+    meta["supersampling_arc"] = (refined_supersampling(meta["src_r_eff_arcsec"].to_numpy(), supersample) if refine
+                                 else supersample)
     amps = _t(meta[[f"src_amp_{b}" for b in BANDS]].to_numpy(), device)
     kern = kernels[torch.as_tensor(np.array(hidx, dtype=np.int64), device=device)]
 
@@ -176,8 +185,6 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     meta["total_magnification"] = np.nansum(np.abs(im.mu), axis=1)
     meta["psf_moffat_beta"] = MOFFAT_BETA
     meta["supersampling"] = supersample
-    meta["supersampling_arc"] = (refined_supersampling(meta["src_r_eff_arcsec"].to_numpy(), supersample) if refine
-                                 else supersample)
     return DeviceBatch(meta, stamps, ctrl, host_row)
 
 
