@@ -10,7 +10,7 @@ DATA ?=
 DATA_ARG := $(if $(DATA),--data $(DATA),)
 
 .DEFAULT_GOAL := help
-.PHONY: help book nb test test-fast bench lab clean clean-book clean-data strip
+.PHONY: help book nb test test-fast bench gpu-check lab clean clean-book clean-data strip
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-fast: $(VENV)/.installed  ## Unit tests only (skip the notebook/book tests)
 
 bench: $(VENV)/.installed  ## Simulator throughput, lensnb vs lenstronomy (pairs/s); GPU: make bench ARGS="--device cuda --hosts 1024 --per-host 20 --ref-pairs 0"
 	$(PY) -m lensnb.bench simulate $(ARGS)
+
+gpu-check: $(VENV)/.installed  ## The GPU host's one command: simulator + training benches and make book PROFILE=gpu, one JSON (ARGS="--budget-s 540 --out DIR")
+	$(PY) -m lensnb.bench gpu $(ARGS)
 
 lab: $(VENV)/.installed  ## Open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/

@@ -11,6 +11,7 @@ and convolved with the same PSF kernel per band.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -225,6 +226,133 @@ def print_flux_accuracy(n_systems: int, compact_tail: int, seed: int = 0) -> Non
               f"({cost['adaptive']:.1f} s vs {cost['fixed']:.1f} s)")
 
 
+# ----------------------------------------------------------------------------- the GPU host check
+def gpu_facts() -> dict:
+    """torch/CUDA facts and ``nvidia-smi``'s view of the card (name, driver, memory), CPU count."""
+    import os
+    import shutil
+    import subprocess
+
+    facts = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(), "cpus": os.cpu_count()}
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        facts.update(device=torch.cuda.get_device_name(0), multiprocessors=p.multi_processor_count,
+                     memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda)
+    if shutil.which("nvidia-smi"):
+        q = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+                            "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+        facts["nvidia_smi"] = q.stdout.strip() or q.stderr.strip()
+    return facts
+
+
+def bench_training(n_images: int, device, *, width: int = 32, batch: int = 256, epochs: int = 2) -> dict:
+    """Training throughput [images/s] of the chapters' SmallResNet on random 64x64x3 images (the rate
+    ``train`` reports: optimisation steps only, validation excluded)."""
+    from .train import train
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (n_images, 3, STAMP_SIZE, STAMP_SIZE)).astype(np.float32)
+    y = rng.integers(0, 2, n_images)
+    x[y == 1, :, 28:36, 28:36] += 1.0
+    nv = max(64, n_images // 10)
+    train(x[:batch * 2], y[:batch * 2], x[:nv], y[:nv], epochs=1, width=width, batch=batch, device=device,
+          progress=False)  # warm-up (cuDNN autotuning)
+    r = train(x, y, x[:nv], y[:nv], epochs=epochs, patience=epochs, width=width, batch=batch, device=device,
+              progress=False, label="bench")
+    return {"images": n_images, "width": width, "batch": batch, "epochs": epochs, "images_per_s": r.images_per_s}
+
+
+def gpu_check(out, *, scale: float = 1.0, profile: str = "gpu", budget_s: float = 540.0, allow_cpu: bool = False,
+              book: bool = True) -> dict:
+    """The GPU host's one prepared command: simulator bench, training bench and the whole book under
+    ``profile``, within ``budget_s`` seconds of wall time. Writes ``out/gpu_check.json`` after every
+    stage (so a stage that fails or runs out of time leaves the others' figures), the training log
+    (``train_log.jsonl``, one line per model trained by the book), the build's output and the built
+    book as ``book_html.tar.gz``. ``scale`` shrinks the benches (1.0: 1024 hosts x 20 injections,
+    40,000 training images) for a rehearsal on a CPU (``allow_cpu``)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    from . import config
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"facts": gpu_facts(), "scale": scale, "profile": profile, "budget_s": budget_s, "stages": {}}
+    path = out / "gpu_check.json"
+
+    def save():
+        report["wall_s"] = round(time.perf_counter() - t_start, 1)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=1, default=float))
+        os.replace(tmp, path)
+
+    save()
+    if not torch.cuda.is_available() and not allow_cpu:
+        raise RuntimeError("CUDA is not available (torch.cuda.is_available() is False): this check is for a GPU host; "
+                           "--allow-cpu rehearses it on the CPU")
+    device = default_device()
+    stages = report["stages"]
+
+    def stage(name, fn):
+        t0 = time.perf_counter()
+        print(f"[gpu-check] {name} ...", flush=True)
+        try:
+            stages[name] = {"ok": True, **fn()}
+        except Exception as exc:  # one failed stage must not lose the others' figures
+            stages[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        stages[name]["seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"[gpu-check] {name}: {stages[name]}", flush=True)
+        save()
+
+    hosts = max(2, round(1024 * scale))
+    stage("simulator", lambda: {"hosts": hosts, "per_host": 20,
+                                **{f"pairs_per_s_{k}": v for k, v in bench_lensnb(hosts, 20, device).items()}})
+    stage("training", lambda: bench_training(max(512, round(40_000 * scale)), device))
+    if book:
+        def run_book():
+            left = budget_s - (time.perf_counter() - t_start)
+            if left < 30:
+                raise RuntimeError(f"only {left:.0f} s of the budget left for the book")
+            log = out / "train_log.jsonl"
+            env = {**os.environ, "LENSNB_TRAIN_LOG": str(log.resolve()), "PYTHONUNBUFFERED": "1"}
+            t0 = time.perf_counter()
+            with open(out / "book_build.log", "w") as f:
+                try:
+                    rc = subprocess.run([sys.executable, "-m", "lensnb.build", "book", "--profile", profile],
+                                        env=env, stdout=f, stderr=subprocess.STDOUT, timeout=left).returncode
+                except subprocess.TimeoutExpired:
+                    rc = "timeout"
+            res = {"returncode": rc, "book_seconds": round(time.perf_counter() - t0, 1)}
+            timings = config.BUILD_DIR / "timings.json"
+            if timings.exists():
+                res["chapters"] = {k: v["seconds"] for k, v in
+                                   json.loads(timings.read_text()).get(profile, {}).get("chapters", {}).items()}
+            if log.exists():
+                recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+                per = {}
+                for r in recs:
+                    per.setdefault(r["chapter"], []).append(r)
+                res["training_images_per_s"] = {
+                    ch: {"models": len(v), "median": float(np.median([r["images_per_s"] for r in v])),
+                         "images_seen": int(sum(r["n_train"] * r["epochs"] for r in v))} for ch, v in per.items()}
+            html = config.BOOK_DIR / "_build" / "html"
+            if html.exists():
+                with tarfile.open(out / "book_html.tar.gz", "w:gz") as tar:  # the pages, not their sources
+                    tar.add(html, arcname="html", filter=lambda ti: None if "_sources" in ti.name
+                            or ti.name.endswith(".ipynb") else ti)
+            if rc != 0:
+                raise RuntimeError(f"book build exit {rc}; {res}")
+            return res
+
+        stage("book", run_book)
+    return report
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lensnb.bench")
     sub = ap.add_subparsers(dest="what", required=True)
@@ -239,6 +367,13 @@ def main(argv=None) -> int:
     ac = sub.add_parser("accuracy", help="arc flux error, fixed vs adaptive supersampling, against a converged reference")
     ac.add_argument("--systems", type=int, default=300)
     ac.add_argument("--tail", type=int, default=60)
+    g = sub.add_parser("gpu", help="the GPU host's check: simulator + training benches and the whole book, one JSON")
+    g.add_argument("--out", default="build/gpu_check", help="folder for gpu_check.json, logs and the built book")
+    g.add_argument("--scale", type=float, default=1.0, help="bench sizes relative to the full check")
+    g.add_argument("--profile", default="gpu", help="the book's profile")
+    g.add_argument("--budget-s", type=float, default=540.0, help="wall-time budget for the whole check [s]")
+    g.add_argument("--allow-cpu", action="store_true", help="rehearse on a CPU instead of failing")
+    g.add_argument("--no-book", action="store_true", help="benches only")
     rp = sub.add_parser("replicate", help="make a large manifest directory from copies of one file")
     rp.add_argument("src")
     rp.add_argument("--copies", type=int, required=True)
@@ -250,6 +385,16 @@ def main(argv=None) -> int:
     if a.what == "accuracy":
         print_flux_accuracy(a.systems, a.tail)
         return 0
+    if a.what == "gpu":
+        try:
+            rep = gpu_check(a.out, scale=a.scale, profile=a.profile, budget_s=a.budget_s, allow_cpu=a.allow_cpu,
+                            book=not a.no_book)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        bad = [k for k, v in rep["stages"].items() if not v["ok"]]
+        print(f"[gpu-check] report: {a.out}/gpu_check.json; " + (f"FAILED: {', '.join(bad)}" if bad else "all stages ok"))
+        return 1 if bad else 0
     if a.what == "replicate":
         print(f"wrote {replicate(a.src, a.copies, a.out)} rows to {a.out}")
         return 0

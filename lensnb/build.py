@@ -294,6 +294,7 @@ def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None
         return False
     print(f"[lensnb] {nb_path.stem}: executing (profile {profile_name})", flush=True)
     c0 = _cpu_seconds()
+    os.environ["LENSNB_CHAPTER"] = nb_path.stem  # inherited by the kernel: labels its training-throughput log
     dt = execute(nb_path, out, params, profile=profile_name, overrides=overrides, key=key)
     print(f"[lensnb] {nb_path.stem}: done in {dt:.1f} s", flush=True)
     from .lint import check_notebook
@@ -440,7 +441,10 @@ def build_book(force: bool = False) -> bool:
         return False
     stamp.unlink(missing_ok=True)
     exe = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(exe), "build", str(config.BOOK_DIR), "--builder", "html", "-W", "--keep-going", "--quiet"]
+    # without the console script (packages installed with --target, as on the GPU host) run its module
+    launcher = [str(exe)] if exe.exists() else [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; "
+                                                 "sys.argv[0] = 'jupyter-book'; sys.exit(main())"]
+    cmd = [*launcher, "build", str(config.BOOK_DIR), "--builder", "html", "-W", "--keep-going", "--quiet"]
     print("[lensnb] book: " + " ".join(cmd), flush=True)
     proc = subprocess.run(cmd)
     if proc.returncode != 0:

@@ -37,6 +37,33 @@ def test_augment_is_a_symmetry_of_the_square():
         assert any(torch.equal(y[i], c) for c in cands)
 
 
+def test_augment_draws_each_symmetry_from_the_generator():
+    """Sample i gets symmetry k_i (k = randint(0, 8) from the generator: rotation k mod 4, flipped when
+    k >= 4), the same draw on every device; all eight occur."""
+    import torch
+
+    x = torch.randn(64, 3, 8, 8)
+    k = torch.randint(0, 8, (64,), generator=torch.Generator().manual_seed(5))
+    y = augment(x, torch.Generator().manual_seed(5))
+    for i in range(64):
+        r = torch.rot90(x[i], int(k[i]) % 4, (1, 2))
+        assert torch.equal(y[i], torch.flip(r, (2,)) if k[i] >= 4 else r)
+    assert len(set(k.tolist())) == 8
+
+
+def test_training_throughput_is_logged_when_asked(tmp_path, monkeypatch):
+    import json
+
+    log = tmp_path / "train.jsonl"
+    monkeypatch.setenv("LENSNB_TRAIN_LOG", str(log))
+    monkeypatch.setenv("LENSNB_CHAPTER", "04_training")
+    xt, yt = _toy(64, 0)
+    res = train(xt, yt, xt[:32], yt[:32], seed=0, epochs=1, device="cpu", progress=False, label="toy")
+    (rec,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert rec["chapter"] == "04_training" and rec["label"] == "toy" and rec["device"] == "cpu"
+    assert rec["images_per_s"] == res.images_per_s > 0 and rec["n_train"] == 64 and rec["epochs"] == 1
+
+
 def test_residual_input_removes_symmetric_light():
     sym = np.ones((1, 3, 64, 64), np.float32)
     n = Normaliser.fit(np.random.default_rng(0).normal(size=(4, 3, 64, 64)).astype(np.float32), residual=True)
