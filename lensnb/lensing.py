@@ -184,7 +184,7 @@ def find_images(
     r_min: float = 1e-4,
     newton_iter: int = 25,
     tol: float = 1e-9,
-    max_images: int = 5,
+    max_images: int = 6,
     chunk: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
@@ -203,7 +203,9 @@ def find_images(
     ``r_min`` times the outer radius (demagnified to |mu| << 1e-3) are not sought; each triangle whose source-plane image contains the source gives
     a candidate, refined by Newton iteration. Candidates that do not converge to
     ``tol`` [arcsec] in the source plane or sit at the singular centre are
-    dropped, and duplicates merged.
+    dropped, and duplicates merged. An SIE with a strong shear misaligned with its major axis can form
+    six images (a swallowtail of the caustic; ``tests/test_lensing.py`` has one, confirmed by
+    lenstronomy), hence ``max_images`` 6; more raises, since it would mean unmerged duplicates.
     """
     device = torch.device(device) if device is not None else default_device()
     chunk = chunk or (16384 if device.type == "cuda" else 256)

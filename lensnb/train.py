@@ -80,7 +80,10 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
     The symmetry of each sample is drawn from ``gen`` (a CPU generator), so the draw does not depend on
     the device; the images are chosen with ``torch.where`` (no host synchronisation on a GPU)."""
-    k = torch.randint(0, 8, (x.shape[0],), generator=gen).to(x.device)[:, None, None, None]
+    k = torch.randint(0, 8, (x.shape[0],), generator=gen)
+    if x.is_cuda:  # through page-locked memory: an asynchronous copy, no wait for the GPU's queue
+        k = k.pin_memory().to(x.device, non_blocking=True)
+    k = k[:, None, None, None]
     out = x
     for s in range(1, 8):
         y = torch.rot90(x, s % 4, dims=(2, 3))
@@ -112,15 +115,23 @@ def predict(model: nn.Module, norm: Normaliser, images: np.ndarray, batch: int |
     """Logits for (N, 3, 64, 64) images (``batch`` at a time: 512 on a CPU, 4096 on a GPU)."""
     device = torch.device(device) if device is not None else default_device()
     batch = batch or (4096 if device.type == "cuda" else 512)
-    model.eval().to(device)
+    model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    out = [_predict_normalised(model, torch.from_numpy(norm(images[s : s + batch])), device, batch)
+           for s in range(0, len(images), batch)]
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def _predict_normalised(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int | None = None) -> np.ndarray:
+    """Logits for already normalised images (a CPU tensor), ``batch`` at a time."""
+    batch = batch or (4096 if device.type == "cuda" else 512)
+    model.eval()
     out = []
     with torch.no_grad():
-        for s in range(0, len(images), batch):
-            x = _to_device(torch.from_numpy(norm(images[s : s + batch])), device)
+        for s in range(0, len(x), batch):
             with _autocast(device):
-                out.append(model(x).float())
+                out.append(model(_to_device(x[s : s + batch], device)).float())
     return torch.cat(out).cpu().numpy() if out else np.empty(0)
 
 
@@ -156,6 +167,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     # on a GPU the whole (normalised) training set moves to the device once
     xt = torch.from_numpy(norm(x_train)).to(device)
     yt = torch.from_numpy(np.asarray(y_train, np.float32)).to(device)
+    xv = torch.from_numpy(norm(x_val))  # normalised once, not every epoch
     model = SmallResNet(width).to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -166,14 +178,14 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     n_seen, t_train = 0, 0.0
     for ep in range(epochs):
         model.train()
-        perm = torch.randperm(len(xt), generator=gen)
+        perm = torch.randperm(len(xt), generator=gen).to(device)  # one copy per epoch
         t0 = time.perf_counter()
         tot = torch.zeros((), device=device)
         it = range(0, len(perm), batch)
         if progress:
             it = tqdm(it, desc=f"{label} epoch {ep + 1}/{epochs}", unit="batch", leave=False)
         for s in it:
-            idx = perm[s : s + batch].to(device)
+            idx = perm[s : s + batch]
             xb = augment(xt[idx], gen)
             if device.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
@@ -188,7 +200,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
             torch.cuda.synchronize()
         t_train += time.perf_counter() - t0
         n_seen += len(perm)
-        val_auc = auroc(y_val, predict(model, norm, x_val, device=device))
+        val_auc = auroc(y_val, _predict_normalised(model, xv, device))
         hist.append({"epoch": ep + 1, "train_loss": float(tot) / len(perm), "val_auroc": val_auc})
         if val_auc > best:
             best, best_epoch, wait = val_auc, ep + 1, 0
