@@ -14,19 +14,41 @@ def auroc(y, score) -> float:
     return float(roc_auc_score(y, score))
 
 
+def weighted_auroc(y, score, weights) -> np.ndarray:
+    """AUROC of ``score`` (n,) against labels ``y`` (n,) with row weights ``weights`` (k, n), one AUROC per
+    row of weights (ties count one half): the AUROC of a sample holding row i ``weights[r, i]`` times.
+    NaN where a weight row leaves one class empty."""
+    y = np.asarray(y) == 1
+    order = np.argsort(score, kind="stable")
+    s, pos = np.asarray(score, float)[order], y[order]
+    w = np.atleast_2d(np.asarray(weights, float))[:, order]
+    level = np.r_[0, np.cumsum(s[1:] != s[:-1])]  # tie group of each sorted row
+    neg_w = np.where(pos, 0.0, w)
+    per_level = np.zeros((w.shape[0], level[-1] + 1))
+    np.add.at(per_level.T, level, neg_w.T)
+    below = np.cumsum(per_level, axis=1) - per_level  # negative weight strictly below each tie level
+    wins = below[:, level] + 0.5 * per_level[:, level]
+    w_pos = np.where(pos, w, 0.0)
+    n1, n0 = w_pos.sum(axis=1), neg_w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n1 > 0) & (n0 > 0), (w_pos * wins).sum(axis=1) / (n1 * n0), np.nan)
+
+
 def cluster_bootstrap_ci(y, score, groups, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0):
-    """(AUROC, lo, hi): percentile interval from resampling *groups* (hosts) with replacement."""
+    """(AUROC, lo, hi): percentile interval from resampling *groups* (hosts) with replacement.
+
+    Each replicate draws len(hosts) hosts; a host drawn m times contributes its rows m times (computed as
+    row weights, :func:`weighted_auroc`, 500 replicates at once); replicates with one class are dropped."""
     y, score, groups = np.asarray(y), np.asarray(score), np.asarray(groups)
     uniq, inv = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
     rng = np.random.default_rng(seed)
     stats = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(uniq), len(uniq))
-        idx = np.concatenate([members[g] for g in pick])
-        if len(np.unique(y[idx])) == 2:
-            stats.append(roc_auc_score(y[idx], score[idx]))
-    lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    for start in range(0, n_boot, 100):
+        picks = [rng.integers(0, len(uniq), len(uniq)) for _ in range(min(100, n_boot - start))]
+        counts = np.stack([np.bincount(p, minlength=len(uniq)) for p in picks])
+        a = weighted_auroc(y, score, counts[:, inv])
+        stats.append(a[np.isfinite(a)])
+    lo, hi = np.quantile(np.concatenate(stats), [alpha / 2, 1 - alpha / 2])
     return auroc(y, score), float(lo), float(hi)
 
 

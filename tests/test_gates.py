@@ -154,3 +154,36 @@ def test_null_injection_data_keeps_every_image_gate_quiet():
 def test_radial_profile_gate_quiet_without_a_ring():
     X, y, g = _data(core_signal=0.0, seed=5)
     assert gates.feature_gate("r", gates.radial_profile_features(X), y, g, n_boot=150).verdict == "no shortcut"
+
+
+def test_newton_logistic_reaches_sklearns_optimum():
+    """Same objective as LogisticRegression(C) (l2, unpenalised intercept): on correlated features, the
+    Newton solution matches lbfgs run to a tight tolerance, and a wrong C would not."""
+    from sklearn.linear_model import LogisticRegression
+
+    from lensnb.gates import NewtonLogistic
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(600, 1))
+    X = base + 0.3 * rng.normal(size=(600, 40))  # strongly correlated columns, like core pixels
+    y = (base[:, 0] + 0.5 * rng.normal(size=600) > 0.2).astype(int)
+    for C in (0.1, 1.0):
+        ref = LogisticRegression(C=C, tol=1e-12, max_iter=100_000).fit(X, y)
+        mine = NewtonLogistic(C=C).fit(X, y)
+        assert mine.n_iter_ < 30
+        np.testing.assert_allclose(mine.coef_, ref.coef_, atol=1e-5)
+        np.testing.assert_allclose(mine.intercept_, ref.intercept_, atol=1e-5)
+        np.testing.assert_allclose(mine.decision_function(X), ref.decision_function(X), atol=1e-4)
+    other = NewtonLogistic(C=10.0).fit(X, y)
+    assert np.abs(other.coef_ - ref.coef_).max() > 1e-2
+
+
+def test_newton_logistic_is_finite_on_separable_data():
+    from lensnb.gates import NewtonLogistic
+
+    X = np.r_[np.zeros((20, 2)), np.ones((20, 2)) * 5]
+    y = np.r_[np.zeros(20), np.ones(20)]
+    m = NewtonLogistic(C=1.0).fit(X, y)
+    assert np.all(np.isfinite(m.coef_)) and (m.decision_function(X[20:]) > 0).all()
+    with pytest.raises(ValueError, match="two classes"):
+        NewtonLogistic().fit(X, np.zeros(40))

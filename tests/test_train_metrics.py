@@ -112,3 +112,30 @@ def test_core_auc_rises_with_source_brightness(tmp_path, monkeypatch):
     assert bright.median_arc_snr > 10 * faint.median_arc_snr
     assert bright.core_auc > faint.core_auc + 0.2
     assert len(list(tmp_path.glob("*.parquet"))) == 2
+
+
+def test_weighted_bootstrap_equals_explicit_resampling():
+    """The row-weight bootstrap gives the interval of concatenating each drawn host's rows and calling
+    roc_auc_score, replicate by replicate (ties, and replicates with one class, included)."""
+    from lensnb.metrics import weighted_auroc
+
+    rng = np.random.default_rng(4)
+    n = 60
+    y = rng.integers(0, 2, n)
+    s = np.round(rng.normal(size=n) + y, 1)  # ties
+    g = rng.integers(0, 5, n)
+    y = np.where(g < 2, 1, np.where(g < 4, 0, y))  # hosts 0-1 positive only, 2-3 negative only: some replicates hold one class
+    uniq, inv = np.unique(g, return_inverse=True)
+    members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
+    draw = np.random.default_rng(9)
+    ref, counts = [], []
+    for _ in range(300):
+        pick = draw.integers(0, len(uniq), len(uniq))
+        idx = np.concatenate([members[k] for k in pick])
+        ref.append(roc_auc_score(y[idx], s[idx]) if len(np.unique(y[idx])) == 2 else np.nan)
+        counts.append(np.bincount(pick, minlength=len(uniq))[inv])
+    mine = weighted_auroc(y, s, np.array(counts))
+    np.testing.assert_allclose(mine, ref, rtol=1e-12, equal_nan=True)
+    assert np.isnan(ref).any() and np.isfinite(ref).any()
+    lo_hi = np.nanquantile(ref, [0.025, 0.975])
+    assert cluster_bootstrap_ci(y, s, g, n_boot=300, seed=9)[1:] == pytest.approx(tuple(lo_hi), rel=1e-12)
