@@ -85,6 +85,19 @@ SCHEMA: dict[str, tuple[pa.DataType, str, str]] = {
     "n_images": (pa.int64(), "-", "number of point-source images of the source centre"),
     "inner_image_r_arcsec": (pa.float64(), "arcsec", "distance of the innermost image from the lens centre (NaN if one image)"),
     "total_magnification": (pa.float64(), "-", "sum of |mu| over the images of the source centre"),
+    "host_x_arcsec": (pa.float64(), "arcsec", "host (and lens) centre x relative to the stamp centre (realism: "
+                      "centring offset within +/- centre_jitter_px; 0 when off)"),
+    "host_y_arcsec": (pa.float64(), "arcsec", "host (and lens) centre y relative to the stamp centre"),
+    "host_bulge_frac_g": (pa.float64(), "-", "g light fraction in the host's bulge (n = 4) component; 1 for a "
+                          "single Sersic host"),
+    "host_bulge_frac_r": (pa.float64(), "-", "r light fraction in the bulge (colour gradient: g < r < z)"),
+    "host_bulge_frac_z": (pa.float64(), "-", "z light fraction in the bulge"),
+    "host_bulge_r_eff_arcsec": (pa.float64(), "arcsec", "bulge half-light radius (= host_r_eff_arcsec for one component)"),
+    "host_envelope_r_eff_arcsec": (pa.float64(), "arcsec", "envelope (n = 1) half-light radius"),
+    "host_envelope_phi_rad": (pa.float64(), "rad", "envelope position angle (isophote twist against host_phi_rad)"),
+    "n_companions": (pa.int64(), "-", "faint companions 1-4 arcsec from the host (realism option)"),
+    "photon_noise": (pa.bool_(), "-", "photon (Poisson) noise of host and arc added (exposure and assumed zero "
+                     "point: populations.electrons_per_nmgy)"),
     "supersampling": (pa.int64(), "-", "sub-pixels per pixel side used for rendering (hosts, and arcs of extended sources)"),
     "supersampling_arc": (pa.int64(), "-", "sub-pixels per pixel side used for the arc's pixels (adaptive: "
                           "render.refined_supersampling of the source R_e; compact sources get more)"),

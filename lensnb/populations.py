@@ -42,6 +42,105 @@ NOISE_SIGMA = {"g": (0.0031, 0.0023, 0.0040), "r": (0.0044, 0.0029, 0.0062), "z"
 NEIGHBOURS = {"galaxies_per_stamp": 0.6, "galaxy_r_mag": (20.0, 23.5), "stars_per_stamp": 0.15,
               "star_r_mag": (17.0, 22.0)}
 
+# Realism options: each preset carries a "realism" dict with these keys. Off reproduces the request's
+# simulator (one smooth Sersic per host, the same shape in every band, centred on the stamp, sky noise
+# only); on is the `physical` preset's default. Numbers are ASSUMPTIONS (no sourced LRG structure
+# numbers in simulation_priors.md) except the exposure times.
+REALISM_OFF = {"two_component": False, "colour_gradient": 0.0, "twist_deg_sd": 0.0, "centre_jitter_px": 0.0,
+               "poisson": False, "companions_per_host": 0.0}
+REALISM_ON = {
+    "two_component": True,        # bulge (n = 4) + envelope (n = 1) instead of one Sersic profile
+    "colour_gradient": 0.15,      # bulge light fraction is r's +/- this in z / g: a redder bulge, bluer outskirts
+    "twist_deg_sd": 5.0,          # envelope position angle = host's + N(0, 5 deg): mild isophote twist
+    "centre_jitter_px": 0.5,      # host and lens centre uniform within +/- 0.5 px (cutout centred on a pixel)
+    "poisson": True,              # photon noise of host and arc (EXPOSURE_S, ELECTRONS_PER_S_PER_NMGY)
+    "companions_per_host": 0.3,   # Poisson mean of faint companions 1-4" from the host
+}
+REALISM_STEPS = ("two_component", "colour_gradient", "twist_deg_sd", "centre_jitter_px", "poisson",
+                 "companions_per_host")  # the order the data chapter switches them on
+REALISM_LABELS = {"two_component": "two-component hosts", "colour_gradient": "colour gradient",
+                  "twist_deg_sd": "isophote twist", "centre_jitter_px": "centring offset", "poisson": "photon noise",
+                  "companions_per_host": "companions"}
+# two-component hosts: bulge R_e = 0.5 host R_e, envelope R_e = 1.6 host R_e; r-band bulge fraction U(0.4, 0.7)
+BULGE_RE_FRAC, ENVELOPE_RE_FRAC, BULGE_FRAC_R = 0.5, 1.6, (0.4, 0.7)
+# companions: r magnitude host + U(1.5, 4); R_e lognormal 0.3" (0.15-0.6"); bluer than the host by 0.3 in g-r
+COMPANION_R = (1.0, 4.0)
+# photon noise: DECaLS median-condition exposure totals per band [s] (simulation_priors.md: 166/134/200 s g/r/z);
+# electrons per second per nanomaggy for a zero point of 26.5 mag at 1 e-/s -- an ASSUMPTION (no sourced
+# DECam zero point), the same in every band.
+EXPOSURE_S = {"g": 166.0, "r": 134.0, "z": 200.0}
+ELECTRONS_PER_S_PER_NMGY = 10 ** ((26.5 - 22.5) / 2.5)
+
+
+def electrons_per_nmgy() -> np.ndarray:
+    """Photo-electrons per nanomaggy in g, r, z (exposure x assumed zero point): (3,)."""
+    return np.array([EXPOSURE_S[b] * ELECTRONS_PER_S_PER_NMGY for b in "grz"])
+
+
+def realism(preset: dict) -> dict:
+    """The preset's realism options, every key present (missing keys are off); unknown keys refused."""
+    r = dict(REALISM_OFF)
+    extra = set(preset.get("realism", {})) - set(REALISM_OFF)
+    if extra:
+        raise ValueError(f"unknown realism option(s) {sorted(extra)}; options: {sorted(REALISM_OFF)}")
+    r.update(preset.get("realism", {}))
+    return r
+
+
+def host_structure(hosts: pd.DataFrame, real: dict, seed: int) -> pd.DataFrame:
+    """Per-host structure under the realism options ``real``: centre offset [arcsec], bulge light fraction per
+    band (1 for a single Sersic), bulge and envelope R_e [arcsec], envelope position angle [rad]. Each host's
+    variates come from a stream keyed by (seed, host_id), so a host looks the same in every batch."""
+    from scipy.special import ndtri
+
+    u = np.stack([np.random.default_rng([seed, 5, int(h)]).random(4) for h in hosts["host_id"]], 1) \
+        if len(hosts) else np.zeros((4, 0))
+    u = np.clip(u, 1e-12, 1 - 1e-12)
+    half = real["centre_jitter_px"] * PIXEL_SCALE
+    out = pd.DataFrame({"host_x_arcsec": (2 * u[0] - 1) * half, "host_y_arcsec": (2 * u[1] - 1) * half},
+                       index=hosts.index)
+    re = hosts["host_r_eff_arcsec"].to_numpy(float)
+    if real["two_component"]:
+        fr = BULGE_FRAC_R[0] + (BULGE_FRAC_R[1] - BULGE_FRAC_R[0]) * u[2]
+        cg = real["colour_gradient"]
+        for b, f in (("g", fr - cg), ("r", fr), ("z", fr + cg)):
+            out[f"host_bulge_frac_{b}"] = np.clip(f, 0.05, 0.95)
+        out["host_bulge_r_eff_arcsec"] = BULGE_RE_FRAC * re
+        out["host_envelope_r_eff_arcsec"] = ENVELOPE_RE_FRAC * re
+        out["host_envelope_phi_rad"] = hosts["host_phi_rad"].to_numpy(float) + np.deg2rad(real["twist_deg_sd"]) * ndtri(u[3])
+    else:
+        for b in "grz":
+            out[f"host_bulge_frac_{b}"] = 1.0
+        out["host_bulge_r_eff_arcsec"] = re
+        out["host_envelope_r_eff_arcsec"] = re
+        out["host_envelope_phi_rad"] = hosts["host_phi_rad"].to_numpy(float)
+    return out
+
+
+def sample_companions(hosts: pd.DataFrame, rate: float, seed: int) -> pd.DataFrame:
+    """Faint companions (exponential discs) 1-4" from each host: Poisson(``rate``) per host, r magnitude
+    host + U(1.5, 4), bluer than the host by 0.3 in g-r and 0.2 in r-z; columns as ``sample_neighbours``'s.
+    Keyed by (seed, host_id)."""
+    from scipy.special import ndtri
+
+    rows = []
+    for i, (h, mr, mg, mz) in enumerate(zip(hosts["host_id"], hosts["host_mag_r"], hosts["host_mag_g"],
+                                           hosts["host_mag_z"])):
+        g = np.random.default_rng([seed, 6, int(h)])
+        k = g.poisson(rate) if rate > 0 else 0
+        if k:
+            u = np.clip(g.random((6, k)), 1e-12, 1 - 1e-12)
+            r = COMPANION_R[0] + (COMPANION_R[1] - COMPANION_R[0]) * u[0]
+            a = 2 * np.pi * u[1]
+            mag_r = mr + 1.5 + 2.5 * u[2]
+            rows.append(pd.DataFrame({
+                "host_row": i, "x": r * np.cos(a), "y": r * np.sin(a),
+                "r_eff": 0.3 * np.exp(0.5 * np.log(0.6 / 0.15) * ndtri(u[3])), "q": 0.4 + 0.6 * u[4],
+                "phi": np.pi * u[5], "mag_g": mag_r + (mg - mr) - 0.3, "mag_r": mag_r, "mag_z": mag_r - (mr - mz) + 0.2,
+                "star": False}))
+    cols = ["host_row", "x", "y", "r_eff", "q", "phi", "mag_g", "mag_r", "mag_z", "star"]
+    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+
 
 def _normal_q(rng, med, p16, p84, n):
     return med + 0.5 * (p84 - p16) * rng.standard_normal(n)
@@ -66,18 +165,22 @@ PRESETS: dict[str, dict] = {
         "src_mag_r": {"median": 22.7, "p16": 21.8, "p84": 24.0},
         "src_r_eff": {"median": 0.31, "p16": 0.12, "p84": 0.56},
         "zs_median": 1.85, "zs_log_sd": 0.3,
+        "realism": dict(REALISM_OFF),
     },
     "physical": {
         "description": "Host-consistent theta_E from the host's sigma_v and z_l and the source z_s; beta uniform "
                        "in area within 2/3 theta_E (for an SIS: total magnification >= 3, LensPop's "
                        "detectability cut); source magnitudes and sizes from LensPop's DES-detectable "
-                       "population.",
+                       "population. Hosts as real cutouts show them (``REALISM_ON``): bulge + envelope with "
+                       "bluer outskirts and a mild twist, centred within half a pixel, photon noise of host "
+                       "and arc, faint companions.",
         "theta_e": {"dist": "host"},
         "beta": {"dist": "uniform_area", "max_over_theta_e": 2.0 / 3.0},
         "mass_e_sd": 0.1, "shear_sd": 0.05,
         "src_mag_r": {"median": 24.2, "p16": 23.3, "p84": 25.5},
         "src_r_eff": {"median": 0.31, "p16": 0.12, "p84": 0.56},
         "zs_median": 1.85, "zs_log_sd": 0.3,
+        "realism": dict(REALISM_ON),
     },
 }
 

@@ -147,6 +147,8 @@ def _refine(unit: torch.Tensor, L: dict, S_: dict, rows: torch.Tensor, ss: int) 
         y = ((yy.to(dt) - CENTER_PIX)[:, None] + oy[None]) * PIXEL_SCALE
         r = rows[bb]
         g = {k: v[r, :, 0] for k, v in L.items()}
+        if "x0" in g:
+            x, y = x - g["x0"], y - g["y0"]
         bx, by = ray_trace(x, y, g["theta_e"], g["q"], g["phi"], g["gamma1"], g["gamma2"])
         h = {k: v[r, :, 0] for k, v in S_.items()}
         val = sersic(bx, by, 1.0, h["r_eff"], h["n"], h["q"], h["phi"], h["x"], h["y"]).mean(dim=1)
@@ -156,7 +158,8 @@ def _refine(unit: torch.Tensor, L: dict, S_: dict, rows: torch.Tensor, ss: int) 
 def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3, *, refine: bool = True) -> torch.Tensor:
     """Noise-free, unconvolved lensed Sersic sources, (B, n_bands, S, S) in nanomaggies / pixel.
 
-    ``lens``: tensors (B,) theta_e, q, phi, gamma1, gamma2; ``src``: tensors (B,) x, y, r_eff, n, q,
+    ``lens``: tensors (B,) theta_e, q, phi, gamma1, gamma2, and optionally x0, y0 [arcsec], the lens centre
+    relative to the stamp centre (default 0); ``src``: tensors (B,) x, y, r_eff, n, q,
     phi; ``amps``: (B, n_bands) surface brightness at R_e [nmgy / arcsec^2]. Ray tracing uses the
     caustics functional deflections (``lensnb.lensing.ray_trace``). Every pixel is the mean of
     ``supersample``² sub-pixel samples; with ``refine``, the arc pixels of a compact source are resampled
@@ -165,7 +168,8 @@ def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3,
     dev, dt = amps.device, amps.dtype
     gx, gy = pixel_grid(supersample, dev, dt)
     L = {k: v.to(dt)[:, None, None] for k, v in lens.items()}
-    bx, by = ray_trace(gx[None], gy[None], L["theta_e"], L["q"], L["phi"], L["gamma1"], L["gamma2"])
+    x0, y0 = L.get("x0", 0.0), L.get("y0", 0.0)
+    bx, by = ray_trace(gx[None] - x0, gy[None] - y0, L["theta_e"], L["q"], L["phi"], L["gamma1"], L["gamma2"])
     S_ = {k: v.to(dt)[:, None, None] for k, v in src.items()}
     shape = sersic(bx, by, 1.0, S_["r_eff"], S_["n"], S_["q"], S_["phi"], S_["x"], S_["y"])
     unit = bin_supersampled(shape, supersample) * PIXEL_SCALE**2

@@ -27,9 +27,6 @@ from .render import (
 )
 
 BANDS = ("g", "r", "z")
-# source photons: nanomaggies -> electrons for the optional arc Poisson noise (assumed ~100 s DECam
-# exposure with zero point ~26.5 mag for 1 e-/s: 1 nmgy ~ 4000 e-). Not a sourced number.
-ELECTRONS_PER_NMGY = 4000.0
 
 
 def render_chunk(device) -> int:
@@ -58,6 +55,8 @@ def lens_source_tensors(meta: pd.DataFrame, device=None, dtype=torch.float32) ->
     lens = {k: _t(meta[c], device, dtype) for k, c in (("theta_e", "theta_e_arcsec"), ("q", "lens_q"),
                                                        ("phi", "lens_phi_rad"), ("gamma1", "shear_gamma1"),
                                                        ("gamma2", "shear_gamma2"))}
+    for k, c in (("x0", "host_x_arcsec"), ("y0", "host_y_arcsec")):  # the lens sits on the host's centre
+        lens[k] = _t(meta[c] if c in meta else np.zeros(len(meta)), device, dtype)
     src = {k: _t(meta[c], device, dtype) for k, c in (("x", "src_x_arcsec"), ("y", "src_y_arcsec"),
                                                       ("r_eff", "src_r_eff_arcsec"), ("n", "src_n_sersic"),
                                                       ("q", "src_q"), ("phi", "src_phi_rad"))}
@@ -69,23 +68,39 @@ def _amps(frame: pd.DataFrame, prefix: str, r_eff, n) -> np.ndarray:
     return np.stack([mag_to_nmgy(frame[f"{prefix}{b}"]) for b in BANDS], 1) / sersic_total_flux_per_amp(r_eff, n)[:, None]
 
 
-def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: bool, device):
+def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: bool, device, real: dict | None = None):
     """Control stamps (H, 3, 64, 64) [nmgy/pixel] on ``device`` for a batch of hosts, and their PSF kernels.
 
     Host light and neighbours are rendered in one batch each; the noise is a counter-based function
-    of (seed, host_id) (``lensnb.rng``), so it does not depend on the batch.
+    of (seed, host_id) (``lensnb.rng``), so it does not depend on the batch. ``real``: the realism options
+    (``populations.realism``; default all off): two-component hosts with colour gradients and twist, the
+    centre offset (the columns of ``populations.host_structure`` must then be in ``hosts``), companions,
+    photon noise of the host light.
     """
+    real = real or dict(populations.REALISM_OFF)
     H = len(hosts)
-    params = {"x": _t(np.zeros(H), device), "y": _t(np.zeros(H), device),
-              "r_eff": _t(hosts["host_r_eff_arcsec"], device), "n": _t(hosts["host_n_sersic"], device),
-              "q": _t(hosts["host_q"], device), "phi": _t(hosts["host_phi_rad"], device)}
-    amps = _t(_amps(hosts, "host_mag_", hosts["host_r_eff_arcsec"], hosts["host_n_sersic"]), device)
+    st = hosts if "host_x_arcsec" in hosts else populations.host_structure(hosts, real, seed)
     chunk = render_chunk(device)
     shape = (3, STAMP_SIZE, STAMP_SIZE)
-    img = _chunked(lambda sl: render_sersic({k: v[sl] for k, v in params.items()}, amps[sl], supersample),
-                   H, chunk, shape, device)
+    mags = np.stack([mag_to_nmgy(hosts[f"host_mag_{b}"]) for b in BANDS], 1)  # (H, 3) total flux [nmgy]
+    frac = st[[f"host_bulge_frac_{b}" for b in BANDS]].to_numpy(float)
+    comps = [(st["host_bulge_r_eff_arcsec"], hosts["host_n_sersic"] if not real["two_component"] else np.full(H, 4.0),
+              hosts["host_phi_rad"], frac)]
+    if real["two_component"]:
+        comps.append((st["host_envelope_r_eff_arcsec"], np.ones(H), st["host_envelope_phi_rad"], 1.0 - frac))
+    img = torch.zeros((H, *shape), dtype=torch.float32, device=device)
+    for r_eff, n, phi, f in comps:
+        r_eff, n = np.asarray(r_eff, float), np.asarray(n, float)
+        params = {"x": _t(st["host_x_arcsec"], device), "y": _t(st["host_y_arcsec"], device),
+                  "r_eff": _t(r_eff, device), "n": _t(n, device), "q": _t(hosts["host_q"], device),
+                  "phi": _t(phi, device)}
+        amps = _t(mags * f / sersic_total_flux_per_amp(r_eff, n)[:, None], device)
+        img += _chunked(lambda sl: render_sersic({k: v[sl] for k, v in params.items()}, amps[sl], supersample),
+                        H, chunk, shape, device)
     nb = populations.sample_neighbours(hosts, seed)
     gal = nb[~nb["star"].astype(bool)]
+    if real["companions_per_host"] > 0:
+        gal = pd.concat([gal, populations.sample_companions(hosts, real["companions_per_host"], seed)], ignore_index=True)
     if len(gal):
         p = {c: _t(gal[c], device) for c in ("x", "y", "r_eff", "q", "phi")}
         p["n"] = _t(np.ones(len(gal)), device)
@@ -106,6 +121,9 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
     fwhm = _t(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(), device, torch.float64)
     kernels = moffat_kernels(fwhm).to(img.dtype)
     out = _chunked(lambda sl: convolve(img[sl], kernels[sl]), H, chunk, shape, device)
+    if real["poisson"]:
+        e = _t(populations.electrons_per_nmgy(), device)[None, :, None, None]
+        out = out + rng.normal(seed, 5, hosts["host_id"].to_numpy(np.int64), shape, device) * (out.clamp_min(0) / e).sqrt()
     if noise:
         sig = _t(hosts[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
         out = out + rng.normal(seed, 2, hosts["host_id"].to_numpy(np.int64), (3, STAMP_SIZE, STAMP_SIZE), device) * sig
@@ -167,16 +185,21 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
                        noise: bool = True, arc_noise: bool = False, device=None, refine: bool = True) -> DeviceBatch:
     """Simulate ``per_host`` injections for each host, leaving the images on ``device``."""
     device = torch.device(device) if device is not None else default_device()
+    real = populations.realism(preset)
     hosts = hosts.reset_index(drop=True)
-    ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device)
+    hosts = pd.concat([hosts, populations.host_structure(hosts, real, seed)], axis=1)
+    ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device, real=real)
     meta, hidx, arcs_t = injected_arcs(hosts, per_host, preset, seed, kernels, supersample=supersample, device=device,
                                        refine=refine)
+    meta["n_companions"] = (populations.sample_companions(hosts, real["companions_per_host"], seed)["host_row"]
+                            .value_counts().reindex(range(len(hosts)), fill_value=0).to_numpy()[hidx])
+    meta["photon_noise"] = bool(real["poisson"] or arc_noise)
     host_row = torch.as_tensor(np.array(hidx, dtype=np.int64), device=device)
     stamps = ctrl[host_row] + arcs_t
-    if arc_noise:
+    if arc_noise or real["poisson"]:
         keys = meta["host_id"].to_numpy(np.int64) * 65536 + np.tile(np.arange(per_host), len(hosts))
-        var = arcs_t.clamp_min(0) / ELECTRONS_PER_NMGY
-        stamps = stamps + rng.normal(seed, 3, keys, (3, STAMP_SIZE, STAMP_SIZE), device) * var.sqrt()
+        e = _t(populations.electrons_per_nmgy(), device)[None, :, None, None]
+        stamps = stamps + rng.normal(seed, 3, keys, (3, STAMP_SIZE, STAMP_SIZE), device) * (arcs_t.clamp_min(0) / e).sqrt()
     im = find_images(meta["src_x_arcsec"], meta["src_y_arcsec"], meta["theta_e_arcsec"], meta["lens_q"],
                      meta["lens_phi_rad"], meta["shear_gamma1"], meta["shear_gamma2"], device=device,
                      n_radial=60, n_angular=64)

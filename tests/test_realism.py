@@ -1,0 +1,112 @@
+"""Simulator realism options (populations.REALISM_ON): each changes what it claims and nothing else."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lensnb import populations, simulate
+from lensnb.config import PIXEL_SCALE, STAMP_SIZE
+from lensnb.render import mag_to_nmgy, render_arcs
+
+
+def _hosts(n=6, seed=0, **cols):
+    h = populations.sample_hosts(n, np.random.default_rng(seed))
+    h["n_neighbours"], h["n_stars"] = 0, 0
+    for k, v in cols.items():
+        h[k] = v
+    return h
+
+
+def _ctrl(hosts, real, noise=False, seed=1):
+    h = pd.concat([hosts.reset_index(drop=True), populations.host_structure(hosts.reset_index(drop=True), real, seed)], axis=1)
+    img, _ = simulate.render_hosts(h, seed, supersample=3, noise=noise, device="cpu", real=real)
+    return img.numpy().astype(float), h
+
+
+def test_structure_off_is_the_single_centred_sersic():
+    h = _hosts()
+    st = populations.host_structure(h, populations.REALISM_OFF, 0)
+    assert (st[["host_x_arcsec", "host_y_arcsec"]] == 0).all().all()
+    assert (st[[f"host_bulge_frac_{b}" for b in "grz"]] == 1).all().all()
+    np.testing.assert_array_equal(st["host_bulge_r_eff_arcsec"], h["host_r_eff_arcsec"])
+
+
+def test_structure_on_is_keyed_by_host_and_within_its_ranges():
+    h = _hosts(40)
+    real = populations.REALISM_ON
+    st = populations.host_structure(h, real, 3)
+    half = real["centre_jitter_px"] * PIXEL_SCALE
+    assert st["host_x_arcsec"].abs().max() <= half and st["host_y_arcsec"].abs().max() <= half
+    assert st["host_x_arcsec"].std() > 0.3 * half  # spread over the interval, not stuck at 0
+    assert (st["host_bulge_frac_g"] < st["host_bulge_frac_r"]).all() and (st["host_bulge_frac_r"] < st["host_bulge_frac_z"]).all()
+    again = populations.host_structure(h.iloc[10:20], real, 3)  # another batch: the same hosts look the same
+    pd.testing.assert_frame_equal(again, st.iloc[10:20])
+
+
+def test_unknown_realism_option_is_refused():
+    with pytest.raises(ValueError, match="unknown realism option"):
+        populations.realism({"realism": {"poisson": True, "sparkles": 1}})
+
+
+def test_two_component_host_keeps_each_band_flux_and_is_bluer_outside():
+    h = _hosts(4, host_r_eff_arcsec=1.2, host_q=0.8)
+    img, full = _ctrl(h, {**populations.REALISM_OFF, "two_component": True, "colour_gradient": 0.15})
+    flux = img.sum(axis=(2, 3))
+    for b, band in enumerate("grz"):  # less the n = 4 and n = 1 wings beyond the stamp (~3%)
+        np.testing.assert_allclose(flux[:, b], mag_to_nmgy(h[f"host_mag_{band}"]), rtol=0.05)
+    yy, xx = np.mgrid[:STAMP_SIZE, :STAMP_SIZE] - (STAMP_SIZE - 1) / 2
+    inner = np.hypot(xx, yy) < 3
+    share = img[:, :, inner].sum(-1) / img.sum(axis=(2, 3))  # (hosts, bands): light within 3 px
+    assert (share[:, 0] < share[:, 2]).all()  # g more extended than z: bluer outskirts
+    one, _ = _ctrl(h, populations.REALISM_OFF)
+    assert not np.allclose(one, img, rtol=0.05)  # the option changes the image
+
+
+def test_centre_offset_moves_host_and_lens_together():
+    h = _hosts(3, host_r_eff_arcsec=0.5, host_n_sersic=1.0)
+    real = {**populations.REALISM_OFF, "centre_jitter_px": 0.5}
+    img, full = _ctrl(h, real)
+    yy, xx = np.mgrid[:STAMP_SIZE, :STAMP_SIZE] - (STAMP_SIZE - 1) / 2
+    r = img[:, 1]
+    cx = (r * xx).sum(axis=(1, 2)) / r.sum(axis=(1, 2)) * PIXEL_SCALE
+    cy = (r * yy).sum(axis=(1, 2)) / r.sum(axis=(1, 2)) * PIXEL_SCALE
+    np.testing.assert_allclose(cx, full["host_x_arcsec"], atol=0.02 * PIXEL_SCALE)
+    np.testing.assert_allclose(cy, full["host_y_arcsec"], atol=0.02 * PIXEL_SCALE)
+    # the arc: a lens moved by exactly one pixel gives the same image moved by one column
+    t = lambda v: torch.tensor([v], dtype=torch.float64)
+    lens = {"theta_e": t(1.0), "q": t(0.8), "phi": t(0.3), "gamma1": t(0.02), "gamma2": t(-0.01)}
+    src = {"x": t(0.2), "y": t(0.1), "r_eff": t(0.3), "n": t(1.0), "q": t(0.7), "phi": t(0.5)}
+    amps = torch.ones(1, 1, dtype=torch.float64)
+    a0 = render_arcs(lens, src, amps)[0, 0].numpy()
+    a1 = render_arcs({**lens, "x0": t(PIXEL_SCALE), "y0": t(0.0)}, src, amps)[0, 0].numpy()
+    np.testing.assert_allclose(a1[:, 1:], a0[:, :-1], atol=1e-9 * a0.max())
+
+
+def test_photon_noise_has_the_expected_variance():
+    h = _hosts(8, host_r_eff_arcsec=0.8, host_mag_g=18.5, host_mag_r=17.5, host_mag_z=17.0)
+    off, _ = _ctrl(h, populations.REALISM_OFF)
+    on, _ = _ctrl(h, {**populations.REALISM_OFF, "poisson": True})
+    e = populations.electrons_per_nmgy()
+    for b in range(3):
+        bright = off[:, b] > 0.05
+        z = (on[:, b] - off[:, b])[bright] / np.sqrt(off[:, b][bright] / e[b])
+        assert z.std() == pytest.approx(1.0, abs=0.1) and abs(z.mean()) < 0.1
+
+
+def test_companions_rate_and_distance():
+    h = _hosts(400)
+    c = populations.sample_companions(h, 0.3, 2)
+    assert len(c) / len(h) == pytest.approx(0.3, abs=0.08)
+    r = np.hypot(c["x"], c["y"])
+    assert r.min() >= 1.0 and r.max() <= 4.0
+    assert (c["mag_r"].to_numpy() > h["host_mag_r"].to_numpy()[c["host_row"].to_numpy(int)] + 1.5).all()
+    assert populations.sample_companions(h, 0.0, 2).empty
+
+
+def test_physical_preset_records_its_realism():
+    h = populations.sample_hosts(4, np.random.default_rng(1))
+    b = simulate.simulate_on_device(h, 2, populations.get_preset("physical"), 0, device="cpu")
+    assert b.meta["photon_noise"].all() and (b.meta["host_bulge_frac_g"] < 1).all()
+    assert b.meta["host_x_arcsec"].abs().max() > 0
+    r = simulate.simulate_on_device(h, 2, populations.get_preset("request"), 0, device="cpu")
+    assert not r.meta["photon_noise"].any() and (r.meta["host_x_arcsec"] == 0).all()
