@@ -98,6 +98,8 @@ SCHEMA: dict[str, tuple[pa.DataType, str, str]] = {
     "n_companions": (pa.int64(), "-", "faint companions 1-4 arcsec from the host (realism option)"),
     "photon_noise": (pa.bool_(), "-", "photon (Poisson) noise of host and arc added (exposure and assumed zero "
                      "point: populations.electrons_per_nmgy)"),
+    "confuser_type": (pa.string(), "-", "null for a lens injection; else the non-lens in stamp_npz "
+                      "(lensnb.confusers: ring, spiral_arms, blue_companion, edge_on_disk, unlensed_source)"),
     "supersampling": (pa.int64(), "-", "sub-pixels per pixel side used for rendering (hosts, and arcs of extended sources)"),
     "supersampling_arc": (pa.int64(), "-", "sub-pixels per pixel side used for the arc's pixels (adaptive: "
                           "render.refined_supersampling of the source R_e; compact sources get more)"),

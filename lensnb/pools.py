@@ -108,6 +108,10 @@ def build_design(design: str, meta: pd.DataFrame, hosts, n_pos: int, n_neg: int,
     """Sample table for one design over the given hosts (see the module docstring)."""
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r}; designs: {DESIGNS}")
+    if "confuser_type" in meta and meta["confuser_type"].notna().any():
+        bad = meta.index[meta["confuser_type"].notna()][0]
+        raise ValueError(f"row {bad}: confuser_type is {meta.loc[bad, 'confuser_type']!r}: this manifest's stamps are "
+                         "non-lenses (lensnb.confusers); use them as negatives, not as a design's positives")
     keys = host_key(meta)
     hosts = np.asarray(hosts)
     rng = np.random.default_rng(seed)

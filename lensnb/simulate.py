@@ -155,6 +155,13 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
                                     amps[sl], supersample, refine=refine), kern[sl])
 
     arcs_t = _chunked(arcs, len(meta), render_chunk(device), (3, STAMP_SIZE, STAMP_SIZE), device)
+    arc_stats(meta, arcs_t)
+    return meta, hidx, arcs_t
+
+
+def arc_stats(meta: pd.DataFrame, arcs_t: torch.Tensor) -> None:
+    """Set arc_snr, arc_snr_r, arc_flux_r, arc_core_flux_frac_r of ``meta`` from the noise-free added light."""
+    device = arcs_t.device
     sig_t = _t(meta[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
     snr2 = ((arcs_t / sig_t) ** 2).sum(dim=(2, 3)).double()
     flux_r = arcs_t[:, 1].sum(dim=(1, 2)).double()
@@ -163,7 +170,6 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
     stats = stats.cpu().numpy()  # one device -> host transfer
     meta["arc_snr"], meta["arc_snr_r"] = stats[:, 0], stats[:, 1]
     meta["arc_flux_r"], meta["arc_core_flux_frac_r"] = stats[:, 2], stats[:, 3]
-    return meta, hidx, arcs_t
 
 
 @dataclass
@@ -182,8 +188,14 @@ class DeviceBatch:
 
 
 def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, *, supersample: int = 3,
-                       noise: bool = True, arc_noise: bool = False, device=None, refine: bool = True) -> DeviceBatch:
-    """Simulate ``per_host`` injections for each host, leaving the images on ``device``."""
+                       noise: bool = True, arc_noise: bool = False, device=None, refine: bool = True,
+                       confusers=None) -> DeviceBatch:
+    """Simulate ``per_host`` injections for each host, leaving the images on ``device``.
+
+    ``confusers`` (types of ``lensnb.confusers``, e.g. ``["ring", "blue_companion"]``): each row's arc is
+    replaced by a confuser with the arc's flux in every band (row i: type i mod len(types)); ``stamps`` are
+    then non-lenses, marked by the ``confuser_type`` column, and the arc_* columns describe the confuser.
+    """
     device = torch.device(device) if device is not None else default_device()
     real = populations.realism(preset)
     hosts = hosts.reset_index(drop=True)
@@ -195,6 +207,17 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
                             .value_counts().reindex(range(len(hosts)), fill_value=0).to_numpy()[hidx])
     meta["photon_noise"] = bool(real["poisson"] or arc_noise)
     host_row = torch.as_tensor(np.array(hidx, dtype=np.int64), device=device)
+    meta["confuser_type"] = None
+    if confusers:
+        from . import confusers as cf
+
+        arc_flux = arcs_t.sum(dim=(2, 3)).double().cpu().numpy()
+        kind, conf = cf.confuser_images(meta, confusers, arc_flux, seed, device)
+        kern = kernels[host_row]
+        arcs_t = _chunked(lambda sl: convolve(conf[sl], kern[sl]), len(meta), render_chunk(device),
+                          (3, STAMP_SIZE, STAMP_SIZE), device)
+        meta["confuser_type"] = kind
+        arc_stats(meta, arcs_t)
     stamps = ctrl[host_row] + arcs_t
     if arc_noise or real["poisson"]:
         keys = meta["host_id"].to_numpy(np.int64) * 65536 + np.tile(np.arange(per_host), len(hosts))
@@ -222,17 +245,18 @@ def to_host(t: torch.Tensor) -> np.ndarray:
 
 def simulate_batch(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, *, supersample: int = 3,
                    noise: bool = True, arc_noise: bool = False, device=None,
-                   refine: bool = True) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+                   refine: bool = True, confusers=None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Simulate ``per_host`` injections for each host; returns (meta, stamps, ctrls) as NumPy arrays
     (N, 3, 64, 64), the control stamp repeated for every row of its host."""
     b = simulate_on_device(hosts, per_host, preset, seed, supersample=supersample, noise=noise,
-                           arc_noise=arc_noise, device=device, refine=refine)
+                           arc_noise=arc_noise, device=device, refine=refine, confusers=confusers)
     return b.meta, to_host(b.stamps), to_host(b.ctrls)[b.host_row.cpu().numpy()]
 
 
 def simulate(preset: str, n_hosts: int, per_host: int, seed: int, out, *, noise: bool = True,
              arc_noise: bool = False, supersample: int = 3, device=None, hosts_per_batch: int | None = None,
-             preset_overrides: dict | None = None, progress: bool = True, refine: bool = True) -> pd.DataFrame:
+             preset_overrides: dict | None = None, progress: bool = True, refine: bool = True,
+             confusers=None) -> pd.DataFrame:
     """Write a paired dataset to ``out`` (Parquet, atomically); return its metadata.
 
     ``hosts_per_batch`` hosts are simulated at a time (default 64 on a CPU, 2048 on a GPU); the data
@@ -241,6 +265,10 @@ def simulate(preset: str, n_hosts: int, per_host: int, seed: int, out, *, noise:
     if n_hosts < 1 or per_host < 1:
         raise ValueError("hosts and per-host must be at least 1")
     spec = populations.get_preset(preset, preset_overrides)
+    if confusers:
+        from .confusers import parse_types
+
+        confusers = parse_types(confusers)
     device = torch.device(device) if device is not None else default_device()
     hosts_per_batch = hosts_per_batch or (64 if device.type == "cpu" else 2048)
     hosts = populations.sample_hosts(n_hosts, np.random.default_rng([seed, 0]))
@@ -256,7 +284,7 @@ def simulate(preset: str, n_hosts: int, per_host: int, seed: int, out, *, noise:
         for s in batches:
             b = simulate_on_device(hosts.iloc[s : s + hosts_per_batch], per_host, spec, seed,
                                    supersample=supersample, noise=noise, arc_noise=arc_noise, device=device,
-                                   refine=refine)
+                                   refine=refine, confusers=confusers)
             meta = b.meta
             meta["preset"], meta["seed"] = preset, seed
             meta["stamp_npz"] = [dataset.encode_npz(a) for a in to_host(b.stamps)]
@@ -282,10 +310,13 @@ def main(argv=None) -> int:
     ap.add_argument("--arc-noise", action="store_true", help="add Poisson-like noise of the arc")
     ap.add_argument("--supersample", type=int, default=3)
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    ap.add_argument("--confusers", default=None, metavar="TYPE[,TYPE]",
+                    help="write non-lenses instead of arcs: ring, spiral_arms, blue_companion, edge_on_disk, "
+                         "unlensed_source, or all (confuser_type column; ctrl_stamp_npz = the host alone)")
     a = ap.parse_args(argv)
     try:
         meta = simulate(a.preset, a.hosts, a.per_host, a.seed, a.out, noise=not a.no_noise, arc_noise=a.arc_noise,
-                        supersample=a.supersample, device=a.device)
+                        supersample=a.supersample, device=a.device, confusers=a.confusers)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
