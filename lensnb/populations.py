@@ -47,7 +47,7 @@ NEIGHBOURS = {"galaxies_per_stamp": 0.6, "galaxy_r_mag": (20.0, 23.5), "stars_pe
 # only); on is the `physical` preset's default. Numbers are ASSUMPTIONS (no sourced LRG structure
 # numbers in simulation_priors.md) except the exposure times.
 REALISM_OFF = {"two_component": False, "colour_gradient": 0.0, "twist_deg_sd": 0.0, "centre_jitter_px": 0.0,
-               "poisson": False, "companions_per_host": 0.0}
+               "poisson": False, "companions_per_host": 0.0, "faber_jackson": False}
 REALISM_ON = {
     "two_component": True,        # bulge (n = 4) + envelope (n = 1) instead of one Sersic profile
     "colour_gradient": 0.15,      # bulge light fraction is r's +/- this in z / g: a redder bulge, bluer outskirts
@@ -55,14 +55,20 @@ REALISM_ON = {
     "centre_jitter_px": 0.5,      # host and lens centre uniform within +/- 0.5 px (cutout centred on a pixel)
     "poisson": True,              # photon noise of host and arc (EXPOSURE_S, ELECTRONS_PER_S_PER_NMGY)
     "companions_per_host": 0.3,   # Poisson mean of faint companions 1-4" from the host
+    "faber_jackson": True,        # sigma_v tied to the host's luminosity (FJ_SLOPE, FJ_SCATTER_DEX)
 }
 REALISM_STEPS = ("two_component", "colour_gradient", "twist_deg_sd", "centre_jitter_px", "poisson",
-                 "companions_per_host")  # the order the data chapter switches them on
+                 "companions_per_host", "faber_jackson")  # the order the data chapter switches them on
 REALISM_LABELS = {"two_component": "two-component hosts", "colour_gradient": "colour gradient",
                   "twist_deg_sd": "isophote twist", "centre_jitter_px": "centring offset", "poisson": "photon noise",
-                  "companions_per_host": "companions"}
+                  "companions_per_host": "companions", "faber_jackson": "Faber-Jackson sigma_v"}
 # two-component hosts: bulge R_e = 0.5 host R_e, envelope R_e = 1.6 host R_e; r-band bulge fraction U(0.4, 0.7)
 BULGE_RE_FRAC, ENVELOPE_RE_FRAC, BULGE_FRAC_R = 0.5, 1.6, (0.4, 0.7)
+# Faber-Jackson coupling (L ~ sigma^4, i.e. log10 sigma = const - 0.1 M): log10 sigma_v = FJ_LOG_SIGMA_REF
+# - FJ_SLOPE (M_r - M_r,ref) + N(0, FJ_SCATTER_DEX), with M_r = host r magnitude - distance modulus (no
+# K-correction) and M_r,ref the host prior's median, so the sigma_v median stays at the uncoupled prior's
+# 10^2.3 km/s. Slope from L ~ sigma^4; scatter an ASSUMPTION.
+FJ_LOG_SIGMA_REF, FJ_SLOPE, FJ_SCATTER_DEX = 2.3, 0.1, 0.07
 # companions: r magnitude host + U(1.5, 4); R_e lognormal 0.3" (0.15-0.6"); bluer than the host by 0.3 in g-r
 COMPANION_R = (1.0, 4.0)
 # photon noise: DECaLS median-condition exposure totals per band [s] (simulation_priors.md: 166/134/200 s g/r/z);
@@ -75,6 +81,30 @@ ELECTRONS_PER_S_PER_NMGY = 10 ** ((26.5 - 22.5) / 2.5)
 def electrons_per_nmgy() -> np.ndarray:
     """Photo-electrons per nanomaggy in g, r, z (exposure x assumed zero point): (3,)."""
     return np.array([EXPOSURE_S[b] * ELECTRONS_PER_S_PER_NMGY for b in "grz"])
+
+
+def _abs_mag_r(hosts: pd.DataFrame) -> np.ndarray:
+    from astropy.cosmology import FlatLambdaCDM
+
+    dm = FlatLambdaCDM(H0=70.0, Om0=0.3).distmod(hosts["host_z"].to_numpy(float)).value
+    return hosts["host_mag_r"].to_numpy(float) - dm
+
+
+_FJ_MREF: list[float] = []
+
+
+def fj_reference_mag() -> float:
+    """Median absolute r magnitude of the host prior (20,000 hosts, fixed seed): the FJ relation's pivot."""
+    if not _FJ_MREF:
+        _FJ_MREF.append(float(np.median(_abs_mag_r(sample_hosts(20_000, np.random.default_rng(12345))))))
+    return _FJ_MREF[0]
+
+
+def faber_jackson_sigma(hosts: pd.DataFrame, seed: int) -> np.ndarray:
+    """Velocity dispersion [km/s] tied to the host's luminosity (see FJ_*): brighter hosts, larger sigma_v and
+    theta_E. The scatter is keyed by (seed, host_id)."""
+    xi = np.array([np.random.default_rng([seed, 9, int(h)]).standard_normal() for h in hosts["host_id"]])
+    return 10 ** (FJ_LOG_SIGMA_REF - FJ_SLOPE * (_abs_mag_r(hosts) - fj_reference_mag()) + FJ_SCATTER_DEX * xi)
 
 
 def realism(preset: dict) -> dict:

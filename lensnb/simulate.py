@@ -200,6 +200,8 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     real = populations.realism(preset)
     hosts = hosts.reset_index(drop=True)
     hosts = pd.concat([hosts, populations.host_structure(hosts, real, seed)], axis=1)
+    if real["faber_jackson"]:
+        hosts["host_sigma_v_kms"] = populations.faber_jackson_sigma(hosts, seed)
     ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device, real=real)
     meta, hidx, arcs_t = injected_arcs(hosts, per_host, preset, seed, kernels, supersample=supersample, device=device,
                                        refine=refine)

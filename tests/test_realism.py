@@ -110,3 +110,16 @@ def test_physical_preset_records_its_realism():
     assert b.meta["host_x_arcsec"].abs().max() > 0
     r = simulate.simulate_on_device(h, 2, populations.get_preset("request"), 0, device="cpu")
     assert not r.meta["photon_noise"].any() and (r.meta["host_x_arcsec"] == 0).all()
+
+
+def test_faber_jackson_ties_sigma_to_luminosity():
+    h = populations.sample_hosts(3000, np.random.default_rng(5))
+    sig = populations.faber_jackson_sigma(h, 1)
+    m = populations._abs_mag_r(h)
+    slope = np.polyfit(m, np.log10(sig), 1)[0]
+    assert slope == pytest.approx(-populations.FJ_SLOPE, abs=0.01)  # brighter (more negative M): larger sigma
+    assert np.log10(np.median(sig)) == pytest.approx(populations.FJ_LOG_SIGMA_REF, abs=0.02)
+    assert np.corrcoef(m, np.log10(h["host_sigma_v_kms"]))[0, 1] ** 2 < 0.01  # the uncoupled prior had none
+    b = simulate.simulate_on_device(h.iloc[:5], 2, populations.get_preset("physical"), 1, device="cpu")
+    np.testing.assert_allclose(b.meta.groupby("host_id")["host_sigma_v_kms"].first().to_numpy(),
+                               populations.faber_jackson_sigma(h.iloc[:5], 1))
