@@ -79,6 +79,13 @@ SCHEMA: dict[str, tuple[pa.DataType, str, str]] = {
     "src_n_sersic": (pa.float64(), "-", "source Sersic index"),
     "src_q": (pa.float64(), "-", "source axis ratio"),
     "src_phi_rad": (pa.float64(), "rad", "source position angle"),
+    "src_n_knots": (pa.int64(), "-", "star-forming knots of a clumpy source (0: smooth Sersic)"),
+    "src_knot_flux_frac": (pa.float64(), "-", "share of the source's flux in its knots"),
+    **{f"src_knot{i}_{k}": (pa.float64(), u, d) for i in range(4) for k, u, d in (
+        ("x", "arcsec", f"knot {i} x offset from the source centre (source plane; 0 if unused)"),
+        ("y", "arcsec", f"knot {i} y offset from the source centre"),
+        ("sigma", "arcsec", f"knot {i} Gaussian width"),
+        ("frac", "-", f"knot {i} share of the source's flux"))},
     "arc_snr_r": (pa.float64(), "-", "matched-filter S/N of the arc in r alone"),
     "arc_flux_r": (pa.float64(), "nmgy", "total r flux of the arc in the stamp"),
     "arc_core_flux_frac_r": (pa.float64(), "-", "fraction of the arc's r flux inside the central 10x10 pixels"),

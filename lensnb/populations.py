@@ -196,6 +196,7 @@ PRESETS: dict[str, dict] = {
         "src_r_eff": {"median": 0.31, "p16": 0.12, "p84": 0.56},
         "zs_median": 1.85, "zs_log_sd": 0.3,
         "realism": dict(REALISM_OFF),
+        "src_clumpy_fraction": 0.0,
     },
     "physical": {
         "description": "Host-consistent theta_E from the host's sigma_v and z_l and the source z_s; beta uniform "
@@ -211,6 +212,7 @@ PRESETS: dict[str, dict] = {
         "src_r_eff": {"median": 0.31, "p16": 0.12, "p84": 0.56},
         "zs_median": 1.85, "zs_log_sd": 0.3,
         "realism": dict(REALISM_ON),
+        "src_clumpy_fraction": 0.0,
     },
 }
 
@@ -308,6 +310,42 @@ def sample_neighbours(hosts: pd.DataFrame, seed: int) -> pd.DataFrame:
     })
 
 
+# Clumpy sources (preset key "src_clumpy_fraction", default 0): that fraction of sources carry 2-4 star-forming
+# knots (Gaussians, sigma U(0.02, 0.06)", offsets N(0, R_e) from the source centre in the source plane) holding
+# U(0.2, 0.5) of the source's flux, the rest in the smooth disc; knots share the source's colours. ASSUMPTIONS.
+MAX_KNOTS = 4
+_KNOT_DRAWS = 3 + 4 * MAX_KNOTS
+
+
+def sample_knots(hosts: pd.DataFrame, k: int, fraction: float, r_eff: np.ndarray, seed: int) -> dict:
+    """Knot columns for ``k`` injections per host: src_n_knots, src_knot_flux_frac and, for i < MAX_KNOTS,
+    src_knot{i}_x/_y [arcsec from the source centre], _sigma [arcsec], _frac [share of the source flux]
+    (0 for unused knots). Keyed by (seed, host_id), separately from the other injection variates."""
+    n = len(hosts) * k
+    if fraction <= 0:
+        u = np.zeros((_KNOT_DRAWS, n))
+        u[0] = 1.0
+    else:
+        u = np.concatenate([np.random.default_rng([seed, 8, int(h)]).random((_KNOT_DRAWS, k)) for h in hosts["host_id"]],
+                           axis=1) if n else np.zeros((_KNOT_DRAWS, 0))
+    clumpy = u[0] < fraction
+    nk = np.where(clumpy, 2 + np.minimum((u[1] * 3).astype(int), 2), 0)
+    total = np.where(clumpy, 0.2 + 0.3 * u[2], 0.0)
+    from scipy.special import ndtri
+
+    out = {"src_n_knots": nk, "src_knot_flux_frac": total}
+    w = np.stack([np.where(i < nk, 0.5 + u[3 + 4 * i], 0.0) for i in range(MAX_KNOTS)])
+    w = w / np.maximum(w.sum(0), 1e-12)
+    for i in range(MAX_KNOTS):
+        on = i < nk
+        uu = np.clip(u[4 + 4 * i : 7 + 4 * i], 1e-12, 1 - 1e-12)
+        out[f"src_knot{i}_x"] = np.where(on, r_eff * ndtri(uu[0]), 0.0)
+        out[f"src_knot{i}_y"] = np.where(on, r_eff * ndtri(uu[1]), 0.0)
+        out[f"src_knot{i}_sigma"] = np.where(on, 0.02 + 0.04 * uu[2], 0.0)
+        out[f"src_knot{i}_frac"] = total * w[i]
+    return out
+
+
 _INJ_DRAWS = 15  # uniform variates per injection
 
 
@@ -349,6 +387,7 @@ def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int) -> p
     r_z = -0.01 + 0.5 * (0.39 + 0.14) * ndtri(u[8])
     r_eff = np.clip(sr["median"] * np.exp(0.5 * np.log(sr["p84"] / sr["p16"]) * ndtri(u[9])), 0.03, 1.5)
     src_q = np.clip(1 - 0.3 * np.sqrt(-2 * np.log(1 - u[10])), 0.2, 1.0)  # 1 - Rayleigh(0.3)
+    knots = sample_knots(hosts, k, preset["src_clumpy_fraction"], r_eff, seed)
     return pd.DataFrame({
         "host_row": host_row,
         "theta_e_arcsec": theta_e, "lens_e1": e1, "lens_e2": e2, "lens_q": lq, "lens_phi_rad": lphi,
@@ -357,4 +396,5 @@ def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int) -> p
         "src_x_arcsec": frac * theta_e * np.cos(ang), "src_y_arcsec": frac * theta_e * np.sin(ang),
         "src_z": z_s, "src_mag_r": mag_r, "src_mag_g": mag_r + g_r, "src_mag_z": mag_r - r_z,
         "src_r_eff_arcsec": r_eff, "src_n_sersic": np.ones(H * k), "src_q": src_q, "src_phi_rad": np.pi * u[13],
+        **knots,
     })

@@ -125,6 +125,39 @@ def refined_supersampling(r_eff, base: int = 3):
     return np.maximum(tiers[idx], base).astype(int)
 
 
+def _flux_per_amp_t(r_eff: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``sersic_total_flux_per_amp`` in torch [arcsec^2]."""
+    b = sersic_b(n)
+    return r_eff**2 * 2 * math.pi * n * torch.exp(b + torch.lgamma(2 * n)) / b ** (2 * n)
+
+
+def source_brightness(bx, by, S: dict):
+    """Source-plane surface brightness for unit Sersic amplitude at (bx, by): the Sersic disc, and, where ``S``
+    has knot tensors (``knot_x``, ``knot_y`` [arcsec from the source centre], ``knot_sigma`` [arcsec],
+    ``knot_frac`` [share of the source's flux], last axis = knot), Gaussian knots taking that share of the
+    flux from the disc. Scalars broadcast against ``bx``; knot tensors carry one more (last) axis."""
+    val = sersic(bx, by, 1.0, S["r_eff"], S["n"], S["q"], S["phi"], S["x"], S["y"])
+    if "knot_frac" not in S:
+        return val
+    frac = S["knot_frac"]
+    fpa = _flux_per_amp_t(S["r_eff"], S["n"])
+    dx = bx[..., None] - S["x"][..., None] - S["knot_x"]
+    dy = by[..., None] - S["y"][..., None] - S["knot_y"]
+    sig2 = S["knot_sigma"].clamp_min(1e-6) ** 2
+    knots = (frac * fpa[..., None] / (2 * math.pi * sig2) * torch.exp(-0.5 * (dx * dx + dy * dy) / sig2)).sum(-1)
+    return (1.0 - frac.sum(-1)) * val + knots
+
+
+def _render_size(src: dict) -> np.ndarray:
+    """The size that sets a source's sub-pixel grid [arcsec]: R_e, or a knot's width when smaller."""
+    size = src["r_eff"].detach().cpu().numpy().astype(float)
+    if "knot_sigma" in src:
+        ks = src["knot_sigma"].detach().cpu().numpy().astype(float)
+        ks = np.where(src["knot_frac"].detach().cpu().numpy() > 0, ks, np.inf).min(axis=-1)
+        size = np.minimum(size, 1.2 * ks)  # a Gaussian's half-light radius is 1.18 sigma
+    return size
+
+
 def _refine(unit: torch.Tensor, L: dict, S_: dict, rows: torch.Tensor, ss: int) -> None:
     """Re-render, in place, the arc pixels of systems ``rows`` of ``unit`` (B, S, S) with ss x ss sub-pixels."""
     import torch.nn.functional as F
@@ -151,7 +184,7 @@ def _refine(unit: torch.Tensor, L: dict, S_: dict, rows: torch.Tensor, ss: int) 
             x, y = x - g["x0"], y - g["y0"]
         bx, by = ray_trace(x, y, g["theta_e"], g["q"], g["phi"], g["gamma1"], g["gamma2"])
         h = {k: v[r, :, 0] for k, v in S_.items()}
-        val = sersic(bx, by, 1.0, h["r_eff"], h["n"], h["q"], h["phi"], h["x"], h["y"]).mean(dim=1)
+        val = source_brightness(bx, by, h).mean(dim=1)
         unit[r, yy, xx] = val * PIXEL_SCALE**2
 
 
@@ -160,7 +193,7 @@ def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3,
 
     ``lens``: tensors (B,) theta_e, q, phi, gamma1, gamma2, and optionally x0, y0 [arcsec], the lens centre
     relative to the stamp centre (default 0); ``src``: tensors (B,) x, y, r_eff, n, q,
-    phi; ``amps``: (B, n_bands) surface brightness at R_e [nmgy / arcsec^2]. Ray tracing uses the
+    phi, and optionally knots (``source_brightness``: knot_x, knot_y, knot_sigma, knot_frac, (B, K)); ``amps``: (B, n_bands) surface brightness at R_e [nmgy / arcsec^2]. Ray tracing uses the
     caustics functional deflections (``lensnb.lensing.ray_trace``). Every pixel is the mean of
     ``supersample``² sub-pixel samples; with ``refine``, the arc pixels of a compact source are resampled
     with ``refined_supersampling(r_eff)`` sub-pixels a side (adaptive supersampling).
@@ -170,11 +203,11 @@ def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3,
     L = {k: v.to(dt)[:, None, None] for k, v in lens.items()}
     x0, y0 = L.get("x0", 0.0), L.get("y0", 0.0)
     bx, by = ray_trace(gx[None] - x0, gy[None] - y0, L["theta_e"], L["q"], L["phi"], L["gamma1"], L["gamma2"])
-    S_ = {k: v.to(dt)[:, None, None] for k, v in src.items()}
-    shape = sersic(bx, by, 1.0, S_["r_eff"], S_["n"], S_["q"], S_["phi"], S_["x"], S_["y"])
+    S_ = {k: v.to(dt)[:, None, None] for k, v in src.items()}  # knot tensors (B, K) -> (B, 1, 1, K)
+    shape = source_brightness(bx, by, S_)
     unit = bin_supersampled(shape, supersample) * PIXEL_SCALE**2
     if refine:
-        need = refined_supersampling(src["r_eff"].detach().cpu().numpy(), supersample)
+        need = refined_supersampling(_render_size(src), supersample)
         for ss in sorted(set(need.tolist()) - {supersample}):
             rows = torch.as_tensor(np.flatnonzero(need == ss), device=dev)
             _refine(unit, L, S_, rows, ss)

@@ -60,6 +60,10 @@ def lens_source_tensors(meta: pd.DataFrame, device=None, dtype=torch.float32) ->
     src = {k: _t(meta[c], device, dtype) for k, c in (("x", "src_x_arcsec"), ("y", "src_y_arcsec"),
                                                       ("r_eff", "src_r_eff_arcsec"), ("n", "src_n_sersic"),
                                                       ("q", "src_q"), ("phi", "src_phi_rad"))}
+    if "src_n_knots" in meta and (meta["src_n_knots"].to_numpy() > 0).any():  # clumpy sources: (N, MAX_KNOTS)
+        for k in ("x", "y", "sigma", "frac"):
+            cols = [f"src_knot{i}_{k}" for i in range(populations.MAX_KNOTS)]
+            src[f"knot_{k}"] = torch.as_tensor(meta[cols].to_numpy(np.float64), dtype=dtype, device=device)
     return lens, src
 
 
@@ -312,13 +316,16 @@ def main(argv=None) -> int:
     ap.add_argument("--arc-noise", action="store_true", help="add Poisson-like noise of the arc")
     ap.add_argument("--supersample", type=int, default=3)
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    ap.add_argument("--clumpy", type=float, default=None, metavar="FRACTION",
+                    help="share of sources with 2-4 star-forming knots (default: the preset's, 0)")
     ap.add_argument("--confusers", default=None, metavar="TYPE[,TYPE]",
                     help="write non-lenses instead of arcs: ring, spiral_arms, blue_companion, edge_on_disk, "
                          "unlensed_source, or all (confuser_type column; ctrl_stamp_npz = the host alone)")
     a = ap.parse_args(argv)
     try:
         meta = simulate(a.preset, a.hosts, a.per_host, a.seed, a.out, noise=not a.no_noise, arc_noise=a.arc_noise,
-                        supersample=a.supersample, device=a.device, confusers=a.confusers)
+                        supersample=a.supersample, device=a.device, confusers=a.confusers,
+                        preset_overrides=None if a.clumpy is None else {"src_clumpy_fraction": a.clumpy})
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
