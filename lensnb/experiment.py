@@ -564,6 +564,40 @@ def realism_sensitivity(preset: str, n_hosts: int, per_host: int, seed: int, *, 
     return pd.DataFrame(rows)
 
 
+def arc_brightness(stamps, ctrls, rows=None, sigma=None, chunk: int = 2000) -> pd.DataFrame:
+    """The lensed arc's brightness, measured the same way on any paired data (simulated or the team's): the arc
+    is stamp - ctrl; per band its flux [nmgy] and AB magnitude, its matched-filter S/N sqrt(sum (arc / sigma)^2)
+    with sigma the known per-band pixel noise (``sigma``, (N, 3) [nmgy/pixel], e.g. the simulator's noise_sigma_*
+    columns) or else the ctrl's robust (MAD) pixel noise beyond 16 px from the centre, the best band's S/N and the
+    g+r+z S/N (lensnb's ``arc_snr`` definition), and the arc-to-host flux ratio in r (host: the ctrl's flux
+    within 16 px). One row per pair (``rows``: a subset of rows)."""
+    from .config import STAMP_SIZE
+
+    rows = np.arange(len(stamps)) if rows is None else np.asarray(rows)
+    yy, xx = np.mgrid[:STAMP_SIZE, :STAMP_SIZE] - (STAMP_SIZE - 1) / 2
+    rad = np.hypot(xx, yy)
+    inner, outer = rad <= 16, rad > 16
+    out = []
+    for s in range(0, len(rows), chunk):
+        r = rows[s:s + chunk]
+        st, ct = np.asarray(stamps[r], np.float64), np.asarray(ctrls[r], np.float64)
+        arc = st - ct
+        if sigma is not None:
+            sig = np.asarray(sigma, np.float64)[s:s + chunk]
+        else:
+            o = ct[:, :, outer]
+            sig = 1.4826 * np.median(np.abs(o - np.median(o, axis=2, keepdims=True)), axis=2)
+        snr = np.sqrt(((arc / np.maximum(sig, 1e-12)[:, :, None, None]) ** 2).sum(axis=(2, 3)))
+        flux = arc.sum(axis=(2, 3))
+        host_r = ct[:, 1][:, inner].sum(axis=1)
+        d = {f"arc_mag_{b}": 22.5 - 2.5 * np.log10(np.maximum(flux[:, i], 1e-6)) for i, b in enumerate("grz")}
+        d.update({f"arc_snr_{b}": snr[:, i] for i, b in enumerate("grz")})
+        d.update(arc_snr_best=snr.max(axis=1), arc_snr_grz=np.sqrt((snr**2).sum(axis=1)),
+                 arc_to_host_r=flux[:, 1] / np.maximum(host_r, 1e-6))
+        out.append(pd.DataFrame(d))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
 def crossing(x, y, level: float) -> float:
     """The x at which the piecewise-linear curve y(x) (x ascending) first rises through ``level``;
     NaN when it does not cross within the range (never reaches it, or starts at or above it)."""
