@@ -72,14 +72,23 @@ def _amps(frame: pd.DataFrame, prefix: str, r_eff, n) -> np.ndarray:
     return np.stack([mag_to_nmgy(frame[f"{prefix}{b}"]) for b in BANDS], 1) / sersic_total_flux_per_amp(r_eff, n)[:, None]
 
 
-def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: bool, device, real: dict | None = None):
+def _photon_noise(light: torch.Tensor, seed: int, stream: int, keys) -> torch.Tensor:
+    """Photon noise [nmgy/pixel] of noise-free ``light`` (N, 3, S, S): Gaussian with variance light / (electrons per
+    nmgy) per band (``populations.electrons_per_nmgy``); counter-based draws keyed by (seed, stream, keys)."""
+    e = _t(populations.electrons_per_nmgy(), light.device)[None, :, None, None]
+    return rng.normal(seed, stream, keys, tuple(light.shape[1:]), light.device) * (light.clamp_min(0) / e).sqrt()
+
+
+def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: bool, device, real: dict | None = None,
+                 companions: pd.DataFrame | None = None):
     """Control stamps (H, 3, 64, 64) [nmgy/pixel] on ``device`` for a batch of hosts, and their PSF kernels.
 
     Host light and neighbours are rendered in one batch each; the noise is a counter-based function
     of (seed, host_id) (``lensnb.rng``), so it does not depend on the batch. ``real``: the realism options
     (``populations.realism``; default all off): two-component hosts with colour gradients and twist, the
-    centre offset (the columns of ``populations.host_structure`` must then be in ``hosts``), companions,
-    photon noise of the host light.
+    centre offset (the columns of ``populations.host_structure`` must then be in ``hosts``), companions
+    (``companions``: the table of ``populations.sample_companions``, drawn here when not given), photon noise
+    of the host light.
     """
     real = real or dict(populations.REALISM_OFF)
     H = len(hosts)
@@ -103,8 +112,10 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
                         H, chunk, shape, device)
     nb = populations.sample_neighbours(hosts, seed)
     gal = nb[~nb["star"].astype(bool)]
-    if real["companions_per_host"] > 0:
-        gal = pd.concat([gal, populations.sample_companions(hosts, real["companions_per_host"], seed)], ignore_index=True)
+    if companions is None:
+        companions = populations.sample_companions(hosts, real["companions_per_host"], seed)
+    if len(companions):
+        gal = pd.concat([gal, companions], ignore_index=True)
     if len(gal):
         p = {c: _t(gal[c], device) for c in ("x", "y", "r_eff", "q", "phi")}
         p["n"] = _t(np.ones(len(gal)), device)
@@ -126,8 +137,7 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
     kernels = moffat_kernels(fwhm).to(img.dtype)
     out = _chunked(lambda sl: convolve(img[sl], kernels[sl]), H, chunk, shape, device)
     if real["poisson"]:
-        e = _t(populations.electrons_per_nmgy(), device)[None, :, None, None]
-        out = out + rng.normal(seed, 5, hosts["host_id"].to_numpy(np.int64), shape, device) * (out.clamp_min(0) / e).sqrt()
+        out = out + _photon_noise(out, seed, 5, hosts["host_id"].to_numpy(np.int64))
     if noise:
         sig = _t(hosts[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
         out = out + rng.normal(seed, 2, hosts["host_id"].to_numpy(np.int64), (3, STAMP_SIZE, STAMP_SIZE), device) * sig
@@ -206,11 +216,12 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     hosts = pd.concat([hosts, populations.host_structure(hosts, real, seed)], axis=1)
     if real["faber_jackson"]:
         hosts["host_sigma_v_kms"] = populations.faber_jackson_sigma(hosts, seed)
-    ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device, real=real)
+    companions = populations.sample_companions(hosts, real["companions_per_host"], seed)
+    ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device, real=real,
+                                 companions=companions)
     meta, hidx, arcs_t = injected_arcs(hosts, per_host, preset, seed, kernels, supersample=supersample, device=device,
                                        refine=refine)
-    meta["n_companions"] = (populations.sample_companions(hosts, real["companions_per_host"], seed)["host_row"]
-                            .value_counts().reindex(range(len(hosts)), fill_value=0).to_numpy()[hidx])
+    meta["n_companions"] = np.bincount(companions["host_row"].to_numpy(np.int64), minlength=len(hosts))[hidx]
     meta["photon_noise"] = bool(real["poisson"] or arc_noise)
     host_row = torch.as_tensor(np.array(hidx, dtype=np.int64), device=device)
     meta["confuser_type"] = None
@@ -227,8 +238,7 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     stamps = ctrl[host_row] + arcs_t
     if arc_noise or real["poisson"]:
         keys = meta["host_id"].to_numpy(np.int64) * 65536 + np.tile(np.arange(per_host), len(hosts))
-        e = _t(populations.electrons_per_nmgy(), device)[None, :, None, None]
-        stamps = stamps + rng.normal(seed, 3, keys, (3, STAMP_SIZE, STAMP_SIZE), device) * (arcs_t.clamp_min(0) / e).sqrt()
+        stamps = stamps + _photon_noise(arcs_t, seed, 3, keys)
     im = find_images(meta["src_x_arcsec"], meta["src_y_arcsec"], meta["theta_e_arcsec"], meta["lens_q"],
                      meta["lens_phi_rad"], meta["shear_gamma1"], meta["shear_gamma2"], device=device,
                      n_radial=60, n_angular=64)

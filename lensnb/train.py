@@ -106,6 +106,11 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def _default_batch(device: torch.device) -> int:
+    """Images per inference batch: 512 on a CPU, 4096 on a GPU."""
+    return 4096 if device.type == "cuda" else 512
+
+
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
@@ -114,7 +119,7 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 def predict(model: nn.Module, norm: Normaliser, images: np.ndarray, batch: int | None = None, device=None) -> np.ndarray:
     """Logits for (N, 3, 64, 64) images (``batch`` at a time: 512 on a CPU, 4096 on a GPU)."""
     device = torch.device(device) if device is not None else default_device()
-    batch = batch or (4096 if device.type == "cuda" else 512)
+    batch = batch or _default_batch(device)
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -125,7 +130,7 @@ def predict(model: nn.Module, norm: Normaliser, images: np.ndarray, batch: int |
 
 def _predict_normalised(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int | None = None) -> np.ndarray:
     """Logits for already normalised images (a CPU tensor), ``batch`` at a time."""
-    batch = batch or (4096 if device.type == "cuda" else 512)
+    batch = batch or _default_batch(device)
     model.eval()
     out = []
     with torch.no_grad():
@@ -186,9 +191,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
             it = tqdm(it, desc=f"{label} epoch {ep + 1}/{epochs}", unit="batch", leave=False)
         for s in it:
             idx = perm[s : s + batch]
-            xb = augment(xt[idx], gen)
-            if device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = _to_device(augment(xt[idx], gen), device)  # already there: only the memory layout
             opt.zero_grad(set_to_none=True)
             with _autocast(device):
                 loss = lossf(model(xb), yt[idx])
