@@ -102,6 +102,14 @@ SCHEMA: dict[str, tuple[pa.DataType, str, str]] = {
     "host_bulge_r_eff_arcsec": (pa.float64(), "arcsec", "bulge half-light radius (= host_r_eff_arcsec for one component)"),
     "host_envelope_r_eff_arcsec": (pa.float64(), "arcsec", "envelope (n = 1) half-light radius"),
     "host_envelope_phi_rad": (pa.float64(), "rad", "envelope position angle (isophote twist against host_phi_rad)"),
+    "host_tidal_flux_frac": (pa.float64(), "-", "share of the host's light in a tidal shell / tail (realism "
+                             "option tidal_fraction; 0 when none)"),
+    "host_tidal_r_arcsec": (pa.float64(), "arcsec", "radius of the tidal feature about the host centre (0 when none)"),
+    "host_tidal_width_arcsec": (pa.float64(), "arcsec", "Gaussian radial width of the tidal feature"),
+    "host_tidal_phi_rad": (pa.float64(), "rad", "position angle of the tidal feature's middle (from +x towards +y)"),
+    "host_tidal_extent_rad": (pa.float64(), "rad", "angular extent of the tidal feature (Gaussian FWHM in angle)"),
+    "sky_noise_corr": (pa.float64(), "-", "correlation of the sky noise between neighbouring pixels (realism option "
+                       "noise_corr; 0 for white noise)"),
     "n_companions": (pa.int64(), "-", "faint companions 1-4 arcsec from the host (realism option)"),
     "photon_noise": (pa.bool_(), "-", "photon (Poisson) noise of host and arc added (exposure and assumed zero "
                      "point: populations.electrons_per_nmgy)"),

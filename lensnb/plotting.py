@@ -287,3 +287,19 @@ def auroc_limits(*values, low: float = 0.4, high: float = 1.02) -> tuple[float, 
     v = v[np.isfinite(v)]
     lo = min(low, float(v.min()) - 0.03) if len(v) else low
     return max(lo, 0.0 if low >= 0 else lo), high
+
+
+def interval_errorbar(ax, x, est, lo, hi, *, horizontal: bool = False, fmt: str = "o", capsize: float = 3,
+                      color=None, label=None, **kw):
+    """Estimates ``est`` with their intervals [``lo``, ``hi``] at positions ``x`` (vertical bars; ``horizontal``:
+    ``x`` is the y position and the bars run along x). The bar is drawn from ``lo`` to ``hi`` and the estimate as a
+    separate marker, so an estimate outside its own percentile interval (possible for a bootstrap) is shown as it
+    is, not as a negative error bar. ``fmt`` is the marker/line format of the estimates (e.g. ``"o-"``)."""
+    x, est, lo, hi = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (x, est, lo, hi))
+    color = color or ax._get_lines.get_next_color()
+    mid, half = (lo + hi) / 2, np.abs(hi - lo) / 2
+    if horizontal:
+        ax.errorbar(mid, x, xerr=half, fmt="none", capsize=capsize, ecolor=color, **kw)
+        return ax.plot(est, x, fmt, color=color, label=label)[0]
+    ax.errorbar(x, mid, yerr=half, fmt="none", capsize=capsize, ecolor=color, **kw)
+    return ax.plot(x, est, fmt, color=color, label=label)[0]

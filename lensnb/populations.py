@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from .config import PIXEL_SCALE, STAMP_SIZE
-from .priors import einstein_radius_sis
 from .survey import sample_psf_fwhm
 
 # type: (fraction, z mag (median, p16, p84), g-r, r-z, R_e [arcsec], b/a)
@@ -47,21 +46,25 @@ NEIGHBOURS = {"galaxies_per_stamp": 0.6, "galaxy_r_mag": (20.0, 23.5), "stars_pe
 # only); on is the `physical` preset's default. Numbers are ASSUMPTIONS (no sourced LRG structure
 # numbers in simulation_priors.md) except the exposure times.
 REALISM_OFF = {"two_component": False, "colour_gradient": 0.0, "twist_deg_sd": 0.0, "centre_jitter_px": 0.0,
-               "poisson": False, "companions_per_host": 0.0, "faber_jackson": False}
+               "poisson": False, "noise_corr": 0.0, "companions_per_host": 0.0, "tidal_fraction": 0.0,
+               "faber_jackson": False}
 REALISM_ON = {
     "two_component": True,        # bulge (n = 4) + envelope (n = 1) instead of one Sersic profile
     "colour_gradient": 0.15,      # bulge light fraction is r's +/- this in z / g: a redder bulge, bluer outskirts
     "twist_deg_sd": 5.0,          # envelope position angle = host's + N(0, 5 deg): mild isophote twist
     "centre_jitter_px": 0.5,      # host and lens centre uniform within +/- 0.5 px (cutout centred on a pixel)
     "poisson": True,              # photon noise of host and arc (EXPOSURE_S, ELECTRONS_PER_S_PER_NMGY)
+    "noise_corr": 0.15,           # sky noise correlated between neighbouring pixels (resampling): kernel weight a
     "companions_per_host": 0.3,   # Poisson mean of faint companions 1-4" from the host
+    "tidal_fraction": 0.2,        # share of hosts with a faint tidal shell / tail in the host's colours (TIDAL_*)
     "faber_jackson": True,        # sigma_v tied to the host's luminosity (FJ_SLOPE, FJ_SCATTER_DEX)
 }
-REALISM_STEPS = ("two_component", "colour_gradient", "twist_deg_sd", "centre_jitter_px", "poisson",
-                 "companions_per_host", "faber_jackson")  # the order the data chapter switches them on
+REALISM_STEPS = ("two_component", "colour_gradient", "twist_deg_sd", "centre_jitter_px", "poisson", "noise_corr",
+                 "companions_per_host", "tidal_fraction", "faber_jackson")  # the order the data chapter switches them on
 REALISM_LABELS = {"two_component": "two-component hosts", "colour_gradient": "colour gradient",
                   "twist_deg_sd": "isophote twist", "centre_jitter_px": "centring offset", "poisson": "photon noise",
-                  "companions_per_host": "companions", "faber_jackson": "Faber-Jackson sigma_v"}
+                  "noise_corr": "correlated sky noise", "companions_per_host": "companions",
+                  "tidal_fraction": "tidal features", "faber_jackson": "Faber–Jackson σ_v"}
 # two-component hosts: bulge R_e = 0.5 host R_e, envelope R_e = 1.6 host R_e; r-band bulge fraction U(0.4, 0.7)
 BULGE_RE_FRAC, ENVELOPE_RE_FRAC, BULGE_FRAC_R = 0.5, 1.6, (0.4, 0.7)
 # Faber-Jackson coupling (L ~ sigma^4, i.e. log10 sigma = const - 0.1 M): log10 sigma_v = FJ_LOG_SIGMA_REF
@@ -69,6 +72,16 @@ BULGE_RE_FRAC, ENVELOPE_RE_FRAC, BULGE_FRAC_R = 0.5, 1.6, (0.4, 0.7)
 # K-correction) and M_r,ref the host prior's median, so the sigma_v median stays at the uncoupled prior's
 # 10^2.3 km/s. Slope from L ~ sigma^4; scatter an ASSUMPTION.
 FJ_LOG_SIGMA_REF, FJ_SLOPE, FJ_SCATTER_DEX = 2.3, 0.1, 0.07
+# correlated sky noise: white noise convolved with the separable kernel [a, 1, a] (x) [a, 1, a], normalised to
+# keep each pixel's variance; neighbouring pixels then correlate by 2a / (1 + 2a^2) (0.29 for a = 0.15). The
+# Lanczos-3 resampling of the coadds correlates neighbours (simulation_priors.md: expected, not documented);
+# a = 0.15 is an ASSUMPTION. Photon noise stays white.
+# tidal features (shells / tails): a Gaussian ring segment about the host centre at radius TIDAL_R_RE x host R_e
+# (at most 6"), width TIDAL_WIDTH", spanning TIDAL_EXTENT_DEG degrees, holding TIDAL_FLUX_FRAC of the host's
+# light in every band (the host's colours). Rate and shape are ASSUMPTIONS (no sourced frequency in
+# simulation_priors.md).
+TIDAL_R_RE, TIDAL_WIDTH, TIDAL_EXTENT_DEG, TIDAL_FLUX_FRAC = (1.5, 3.0), (0.2, 0.5), (60.0, 180.0), (0.02, 0.06)
+TIDAL_R_MAX = 6.0
 # companions: r magnitude host + U(1.5, 4); R_e lognormal 0.3" (0.15-0.6"); bluer than the host by 0.3 in g-r
 COMPANION_R = (1.0, 4.0)
 # photon noise: DECaLS median-condition exposure totals per band [s] (simulation_priors.md: 166/134/200 s g/r/z);
@@ -144,7 +157,25 @@ def host_structure(hosts: pd.DataFrame, real: dict, seed: int) -> pd.DataFrame:
         out["host_bulge_r_eff_arcsec"] = re
         out["host_envelope_r_eff_arcsec"] = re
         out["host_envelope_phi_rad"] = hosts["host_phi_rad"].to_numpy(float)
-    return out
+    return pd.concat([out, sample_tidal(hosts, real["tidal_fraction"], seed)], axis=1)
+
+
+def sample_tidal(hosts: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """Tidal features (see TIDAL_*): per host, the share of its light in the feature (0: none), the radius and
+    width [arcsec], the position angle of its middle and its angular extent [rad]. Keyed by (seed, host_id)."""
+    n = len(hosts)
+    u = np.stack([np.random.default_rng([seed, 10, int(h)]).random(6) for h in hosts["host_id"]], 1) \
+        if n and fraction > 0 else np.full((6, n), 0.5)
+    on = u[0] < fraction if fraction > 0 else np.zeros(n, bool)
+    lerp = lambda rng_, x: rng_[0] + (rng_[1] - rng_[0]) * x  # noqa: E731
+    radius = np.minimum(lerp(TIDAL_R_RE, u[1]) * hosts["host_r_eff_arcsec"].to_numpy(float), TIDAL_R_MAX)
+    return pd.DataFrame({
+        "host_tidal_flux_frac": np.where(on, lerp(TIDAL_FLUX_FRAC, u[2]), 0.0),
+        "host_tidal_r_arcsec": np.where(on, radius, 0.0),
+        "host_tidal_width_arcsec": np.where(on, lerp(TIDAL_WIDTH, u[3]), 0.0),
+        "host_tidal_phi_rad": np.where(on, 2 * np.pi * u[4], 0.0),
+        "host_tidal_extent_rad": np.where(on, np.deg2rad(lerp(TIDAL_EXTENT_DEG, u[5])), 0.0),
+    }, index=hosts.index)
 
 
 def sample_companions(hosts: pd.DataFrame, rate: float, seed: int) -> pd.DataFrame:
@@ -346,7 +377,7 @@ def sample_knots(hosts: pd.DataFrame, k: int, fraction: float, r_eff: np.ndarray
     return out
 
 
-_INJ_DRAWS = 15  # uniform variates per injection
+_INJ_DRAWS = 15  # uniform variates per injection: the lens system's (priors.LENS_DRAWS = 9), then the source's 6
 
 
 def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int) -> pd.DataFrame:
@@ -357,44 +388,39 @@ def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int) -> p
     """
     from scipy.special import ndtri
 
-    from .lensing import ellipticity_to_q_phi
+    from .priors import LENS_DRAWS, lens_from_uniforms
 
     H = len(hosts)
     u = np.concatenate([np.random.default_rng([seed, 1, int(h)]).random((_INJ_DRAWS, k)) for h in hosts["host_id"]],
-                       axis=1)
+                       axis=1) if H else np.zeros((_INJ_DRAWS, 0))
     u = np.clip(u, 1e-12, 1 - 1e-12)
     host_row = np.repeat(np.arange(H), k)
-    z_l = hosts["host_z"].to_numpy(float)[host_row]
-    z_s = np.maximum(preset["zs_median"] * np.exp(preset["zs_log_sd"] * ndtri(u[0])), z_l + 0.1)
-    te = preset["theta_e"]
-    if te["dist"] == "host":
-        theta_e = einstein_radius_sis(hosts["host_sigma_v_kms"].to_numpy(float)[host_row], z_l, z_s)
-    elif te["dist"] == "uniform":
-        theta_e = te["low"] + (te["high"] - te["low"]) * u[1]
-    elif te["dist"] == "loguniform":
-        theta_e = np.exp(np.log(te["low"]) + np.log(te["high"] / te["low"]) * u[1])
-    else:
-        raise ValueError(f"unknown theta_e.dist {te['dist']!r}")
-    theta_e = np.maximum(theta_e, 0.05)
-    bmax = preset["beta"]["max_over_theta_e"]
-    frac = bmax * (u[2] if preset["beta"]["dist"] == "uniform_radius" else np.sqrt(u[2]))
-    ang = 2 * np.pi * u[3]
-    e1, e2 = preset["mass_e_sd"] * ndtri(u[4]), preset["mass_e_sd"] * ndtri(u[5])
-    lq, lphi = ellipticity_to_q_phi(e1, e2)
+    lens = lens_from_uniforms(
+        preset["theta_e"], preset["beta"], preset["mass_e_sd"], preset["shear_sd"], u[:LENS_DRAWS],
+        zs_median=preset["zs_median"], zs_log_sd=preset["zs_log_sd"],
+        z_l=hosts["host_z"].to_numpy(float)[host_row], sigma_v=hosts["host_sigma_v_kms"].to_numpy(float)[host_row])
+    if "z_s" in lens:
+        z_s = lens["z_s"].to_numpy()
+    else:  # a host-independent theta_E: the source redshift still follows the preset (for the record)
+        from .priors import MIN_DZ, _truncated_lognormal
+        z_s = _truncated_lognormal(u[2], preset["zs_median"], preset["zs_log_sd"],
+                                   hosts["host_z"].to_numpy(float)[host_row] + MIN_DZ)
+    s = u[LENS_DRAWS:]  # the source's variates: magnitude, g-r, r-z, size, axis ratio, angle
     sm, sr = preset["src_mag_r"], preset["src_r_eff"]
-    mag_r = sm["median"] + 0.5 * (sm["p84"] - sm["p16"]) * ndtri(u[6])
-    g_r = -0.01 + 0.5 * (0.39 + 0.14) * ndtri(u[7])
-    r_z = -0.01 + 0.5 * (0.39 + 0.14) * ndtri(u[8])
-    r_eff = np.clip(sr["median"] * np.exp(0.5 * np.log(sr["p84"] / sr["p16"]) * ndtri(u[9])), 0.03, 1.5)
-    src_q = np.clip(1 - 0.3 * np.sqrt(-2 * np.log(1 - u[10])), 0.2, 1.0)  # 1 - Rayleigh(0.3)
+    mag_r = sm["median"] + 0.5 * (sm["p84"] - sm["p16"]) * ndtri(s[0])
+    g_r = -0.01 + 0.5 * (0.39 + 0.14) * ndtri(s[1])
+    r_z = -0.01 + 0.5 * (0.39 + 0.14) * ndtri(s[2])
+    r_eff = np.clip(sr["median"] * np.exp(0.5 * np.log(sr["p84"] / sr["p16"]) * ndtri(s[3])), 0.03, 1.5)
+    src_q = np.clip(1 - 0.3 * np.sqrt(-2 * np.log(1 - s[4])), 0.2, 1.0)  # 1 - Rayleigh(0.3)
     knots = sample_knots(hosts, k, preset["src_clumpy_fraction"], r_eff, seed)
     return pd.DataFrame({
         "host_row": host_row,
-        "theta_e_arcsec": theta_e, "lens_e1": e1, "lens_e2": e2, "lens_q": lq, "lens_phi_rad": lphi,
-        "shear_gamma1": preset["shear_sd"] * ndtri(u[11]), "shear_gamma2": preset["shear_sd"] * ndtri(u[12]),
-        "beta_arcsec": frac * theta_e, "beta_over_theta_e": frac,
-        "src_x_arcsec": frac * theta_e * np.cos(ang), "src_y_arcsec": frac * theta_e * np.sin(ang),
+        "theta_e_arcsec": lens["theta_e"].to_numpy(), "lens_e1": lens["e1"].to_numpy(),
+        "lens_e2": lens["e2"].to_numpy(), "lens_q": lens["q"].to_numpy(), "lens_phi_rad": lens["phi"].to_numpy(),
+        "shear_gamma1": lens["gamma1"].to_numpy(), "shear_gamma2": lens["gamma2"].to_numpy(),
+        "beta_arcsec": lens["beta"].to_numpy(), "beta_over_theta_e": lens["beta_over_theta_e"].to_numpy(),
+        "src_x_arcsec": lens["src_x"].to_numpy(), "src_y_arcsec": lens["src_y"].to_numpy(),
         "src_z": z_s, "src_mag_r": mag_r, "src_mag_g": mag_r + g_r, "src_mag_z": mag_r - r_z,
-        "src_r_eff_arcsec": r_eff, "src_n_sersic": np.ones(H * k), "src_q": src_q, "src_phi_rad": np.pi * u[13],
+        "src_r_eff_arcsec": r_eff, "src_n_sersic": np.ones(H * k), "src_q": src_q, "src_phi_rad": np.pi * s[5],
         **knots,
     })

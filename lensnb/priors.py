@@ -86,34 +86,79 @@ def einstein_radius_sis(sigma_v, z_l, z_s, cosmology=None) -> np.ndarray:
     return RAD_TO_ARCSEC * 4 * np.pi * (np.asarray(sigma_v) / SPEED_OF_LIGHT_KMS) ** 2 * d_ls / d_s
 
 
-def sample_theta_e(spec: dict, n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Einstein radii [arcsec] (and sigma_v [km/s], z_l, z_s for ``sigma_v``)."""
-    d = spec["dist"]
+#: Uniform variates per lens system, in this order: theta_E (or log sigma_v), z_l, z_s, |beta|, beta's
+#: position angle, mass e1, e2, shear gamma1, gamma2. One layout for the geometry chapter's systems and the
+#: simulator's injections (``populations.sample_injections`` draws these rows first, then the source's).
+LENS_DRAWS = 9
+#: A source lies at least this far behind its lens in redshift.
+MIN_DZ = 0.1
+
+
+def _truncated_lognormal(u, median, log_sd, low):
+    """Inverse-CDF draw of ln z ~ N(ln median, log_sd) truncated to z > low (no clipping pile-up)."""
+    from scipy.special import ndtr, ndtri
+
+    f_low = ndtr((np.log(np.maximum(low, 1e-12)) - np.log(median)) / log_sd)
+    p = np.clip(f_low + np.asarray(u) * (1.0 - f_low), 1e-15, 1 - 1e-15)
+    return median * np.exp(log_sd * ndtri(p))
+
+
+def lens_from_uniforms(theta_spec: dict, beta_spec: dict, mass_e_sd: float, shear_sd: float, u: np.ndarray, *,
+                       zs_median: float | None = None, zs_log_sd: float | None = None,
+                       z_l=None, sigma_v=None) -> pd.DataFrame:
+    """Map uniform variates ``u`` (shape (LENS_DRAWS, n), in (0, 1)) to lens systems.
+
+    ``theta_spec["dist"]``: ``uniform``/``loguniform``/``grid`` (theta_E [arcsec] from ``u[0]``), ``sigma_v``
+    (log10 sigma_v [km/s] normal from ``u[0]``, z_l uniform from ``u[1]``, z_s from ``u[2]``; the spec
+    carries the redshift parameters) or ``host`` (sigma_v [km/s] and z_l given per system, z_s from ``u[2]``
+    with ``zs_median``/``zs_log_sd``). z_s is lognormal truncated to z_s > z_l + ``MIN_DZ``.
+    Columns: theta_e, beta [arcsec], beta_over_theta_e, src_x, src_y [arcsec], e1, e2, q, phi [rad],
+    gamma1, gamma2 (+ sigma_v [km/s], z_l, z_s where the prior is physical).
+    """
+    from scipy.special import ndtri
+
+    u = np.clip(np.asarray(u, dtype=float), 1e-12, 1 - 1e-12)
+    if u.shape[0] < LENS_DRAWS:
+        raise ValueError(f"lens_from_uniforms: need {LENS_DRAWS} rows of uniforms, got {u.shape[0]}")
+    n = u.shape[1]
+    d = theta_spec["dist"]
+    out: dict = {}
     if d == "uniform":
-        return pd.DataFrame({"theta_e": rng.uniform(spec["low"], spec["high"], n)})
-    if d == "loguniform":
-        return pd.DataFrame({"theta_e": np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]), n))})
-    if d == "grid":
-        return pd.DataFrame({"theta_e": rng.choice(np.asarray(spec["values"], dtype=float), n)})
-    sigma = 10 ** rng.normal(spec["log10_sigma_mean"], spec["log10_sigma_sd"], n)
-    z_l = rng.uniform(spec["zl_low"], spec["zl_high"], n)
-    z_s = spec["zs_median"] * np.exp(spec["zs_log_sd"] * rng.standard_normal(n))
-    # a source must lie behind the lens: redraw z_s for those in front (keeps the draw deterministic)
-    for _ in range(100):
-        bad = z_s <= z_l + 0.05
-        if not bad.any():
-            break
-        z_s[bad] = spec["zs_median"] * np.exp(spec["zs_log_sd"] * rng.standard_normal(bad.sum()))
-    z_s = np.maximum(z_s, z_l + 0.05)
-    return pd.DataFrame(
-        {"theta_e": einstein_radius_sis(sigma, z_l, z_s), "sigma_v": sigma, "z_l": z_l, "z_s": z_s}
-    )
-
-
-def sample_beta_over_theta_e(spec: dict, n: int, rng: np.random.Generator) -> np.ndarray:
-    """|beta| / theta_E for a ``beta`` spec: ``max u`` (uniform in radius) or ``max sqrt(u)`` (in area)."""
-    u = rng.uniform(0.0, 1.0, n)
-    return spec["max_over_theta_e"] * (u if spec["dist"] == "uniform_radius" else np.sqrt(u))
+        theta = theta_spec["low"] + (theta_spec["high"] - theta_spec["low"]) * u[0]
+    elif d == "loguniform":
+        theta = np.exp(np.log(theta_spec["low"]) + np.log(theta_spec["high"] / theta_spec["low"]) * u[0])
+    elif d == "grid":
+        vals = np.asarray(theta_spec["values"], dtype=float)
+        theta = vals[np.minimum((u[0] * len(vals)).astype(int), len(vals) - 1)]
+    elif d in ("sigma_v", "host"):
+        if d == "sigma_v":
+            sigma_v = 10 ** (theta_spec["log10_sigma_mean"] + theta_spec["log10_sigma_sd"] * ndtri(u[0]))
+            z_l = theta_spec["zl_low"] + (theta_spec["zl_high"] - theta_spec["zl_low"]) * u[1]
+            zs_median, zs_log_sd = theta_spec["zs_median"], theta_spec["zs_log_sd"]
+        elif sigma_v is None or z_l is None or zs_median is None or zs_log_sd is None:
+            raise ValueError("theta_e.dist 'host' needs sigma_v, z_l, zs_median and zs_log_sd")
+        sigma_v = np.broadcast_to(np.asarray(sigma_v, dtype=float), (n,))
+        z_l = np.broadcast_to(np.asarray(z_l, dtype=float), (n,))
+        z_s = _truncated_lognormal(u[2], zs_median, zs_log_sd, z_l + MIN_DZ)
+        theta = einstein_radius_sis(sigma_v, z_l, z_s)
+        out.update(sigma_v=np.array(sigma_v), z_l=np.array(z_l), z_s=z_s)
+    else:
+        raise ValueError(f"unknown theta_e.dist {d!r}")
+    theta = np.maximum(theta, 0.05)
+    bmax = beta_spec["max_over_theta_e"]
+    frac = bmax * (u[3] if beta_spec["dist"] == "uniform_radius" else np.sqrt(u[3]))
+    ang = 2 * np.pi * u[4]
+    e1, e2 = mass_e_sd * ndtri(u[5]), mass_e_sd * ndtri(u[6])
+    q, phi = ellipticity_to_q_phi(e1, e2)
+    df = pd.DataFrame({
+        "theta_e": theta, "beta": frac * theta, "beta_over_theta_e": frac,
+        "src_x": frac * theta * np.cos(ang), "src_y": frac * theta * np.sin(ang),
+        "e1": e1, "e2": e2, "q": q, "phi": phi,
+        "gamma1": shear_sd * ndtri(u[7]), "gamma2": shear_sd * ndtri(u[8]),
+    })
+    for k, v in out.items():
+        df[k] = v
+    return df
 
 
 def sample_systems(name: str, spec: dict, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -121,22 +166,12 @@ def sample_systems(name: str, spec: dict, n: int, rng: np.random.Generator) -> p
 
     Columns: theta_e [arcsec], beta [arcsec], beta_over_theta_e, src_x, src_y
     [arcsec], e1, e2, q, phi [rad], gamma1, gamma2, psf_fwhm_r [arcsec] (+ sigma_v,
-    z_l, z_s for host-consistent priors).
+    z_l, z_s for host-consistent priors). The same transform as the simulator's injections
+    (:func:`lens_from_uniforms`), fed from one generator.
     """
     validate_prior(name, spec)
-    df = sample_theta_e(spec["theta_e"], n, rng)
-    frac = sample_beta_over_theta_e(spec["beta"], n, rng)
-    ang = rng.uniform(0.0, 2 * np.pi, n)
-    df["beta"] = frac * df["theta_e"]
-    df["beta_over_theta_e"] = frac
-    df["src_x"] = df["beta"] * np.cos(ang)
-    df["src_y"] = df["beta"] * np.sin(ang)
-    e_sd, g_sd = spec.get("mass_e_sd", 0.0), spec.get("shear_sd", 0.0)
-    df["e1"] = rng.normal(0.0, e_sd, n) if e_sd else 0.0
-    df["e2"] = rng.normal(0.0, e_sd, n) if e_sd else 0.0
-    df["q"], df["phi"] = ellipticity_to_q_phi(df["e1"], df["e2"])
-    df["gamma1"] = rng.normal(0.0, g_sd, n) if g_sd else 0.0
-    df["gamma2"] = rng.normal(0.0, g_sd, n) if g_sd else 0.0
+    u = rng.random((LENS_DRAWS, n))
+    df = lens_from_uniforms(spec["theta_e"], spec["beta"], spec.get("mass_e_sd", 0.0), spec.get("shear_sd", 0.0), u)
     df["psf_fwhm_r"] = sample_psf_fwhm("r", n, rng)
     df.insert(0, "prior", name)
     return df

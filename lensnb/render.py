@@ -125,26 +125,20 @@ def refined_supersampling(r_eff, base: int = 3):
     return np.maximum(tiers[idx], base).astype(int)
 
 
-def _flux_per_amp_t(r_eff: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """``sersic_total_flux_per_amp`` in torch [arcsec^2]."""
-    b = sersic_b(n)
-    return r_eff**2 * 2 * math.pi * n * torch.exp(b + torch.lgamma(2 * n)) / b ** (2 * n)
-
-
 def source_brightness(bx, by, S: dict):
     """Source-plane surface brightness for unit Sersic amplitude at (bx, by): the Sersic disc, and, where ``S``
     has knot tensors (``knot_x``, ``knot_y`` [arcsec from the source centre], ``knot_sigma`` [arcsec],
-    ``knot_frac`` [share of the source's flux], last axis = knot), Gaussian knots taking that share of the
-    flux from the disc. Scalars broadcast against ``bx``; knot tensors carry one more (last) axis."""
+    ``knot_frac`` [share of the source's flux] and ``knot_amp`` = knot_frac x ``sersic_total_flux_per_amp`` of the
+    source [arcsec^2], last axis = knot), Gaussian knots taking that share of the flux from the disc. Scalars
+    broadcast against ``bx``; knot tensors carry one more (last) axis."""
     val = sersic(bx, by, 1.0, S["r_eff"], S["n"], S["q"], S["phi"], S["x"], S["y"])
     if "knot_frac" not in S:
         return val
     frac = S["knot_frac"]
-    fpa = _flux_per_amp_t(S["r_eff"], S["n"])
     dx = bx[..., None] - S["x"][..., None] - S["knot_x"]
     dy = by[..., None] - S["y"][..., None] - S["knot_y"]
     sig2 = S["knot_sigma"].clamp_min(1e-6) ** 2
-    knots = (frac * fpa[..., None] / (2 * math.pi * sig2) * torch.exp(-0.5 * (dx * dx + dy * dy) / sig2)).sum(-1)
+    knots = (S["knot_amp"] / (2 * math.pi * sig2) * torch.exp(-0.5 * (dx * dx + dy * dy) / sig2)).sum(-1)
     return (1.0 - frac.sum(-1)) * val + knots
 
 
@@ -193,7 +187,7 @@ def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3,
 
     ``lens``: tensors (B,) theta_e, q, phi, gamma1, gamma2, and optionally x0, y0 [arcsec], the lens centre
     relative to the stamp centre (default 0); ``src``: tensors (B,) x, y, r_eff, n, q,
-    phi, and optionally knots (``source_brightness``: knot_x, knot_y, knot_sigma, knot_frac, (B, K)); ``amps``: (B, n_bands) surface brightness at R_e [nmgy / arcsec^2]. Ray tracing uses the
+    phi, and optionally knots (``source_brightness``: knot_x, knot_y, knot_sigma, knot_frac, knot_amp, (B, K)); ``amps``: (B, n_bands) surface brightness at R_e [nmgy / arcsec^2]. Ray tracing uses the
     caustics functional deflections (``lensnb.lensing.ray_trace``). Every pixel is the mean of
     ``supersample``² sub-pixel samples; with ``refine``, the arc pixels of a compact source are resampled
     with ``refined_supersampling(r_eff)`` sub-pixels a side (adaptive supersampling).

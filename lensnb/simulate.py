@@ -3,7 +3,8 @@
     python -m lensnb.simulate --preset request --hosts 400 --per-host 10 --seed 1 --out data/processed/mini.parquet
 
 Each host is rendered once (Sersic LRG + neighbours, per-band Moffat PSF, Gaussian sky noise: the
-``ctrl`` stamp); each injection adds a lensed Sersic source ray-traced through an SIE + shear
+``ctrl`` stamp; under the preset's realism options also an envelope, companions, a tidal feature, photon
+noise and correlated sky noise); each injection adds a lensed Sersic source ray-traced through an SIE + shear
 (caustics functional layer), supersampled and PSF-convolved, optionally with its own Poisson-like
 noise. Random streams are keyed by (seed, host index), so the output does not depend on the batch
 size and the same seed gives identical files on the same device.
@@ -11,6 +12,7 @@ size and the same seed gives identical files on the same device.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 
@@ -22,8 +24,8 @@ from . import dataset, populations, rng
 from .config import CENTER_PIX, CORE_SLICE, PIXEL_SCALE, STAMP_SIZE
 from .lensing import default_device, find_images
 from .render import (
-    MOFFAT_BETA, convolve, mag_to_nmgy, moffat_kernels, refined_supersampling, render_arcs, render_sersic,
-    sersic_total_flux_per_amp,
+    MOFFAT_BETA, bin_supersampled, convolve, mag_to_nmgy, moffat_kernels, pixel_grid, refined_supersampling,
+    render_arcs, render_sersic, sersic_total_flux_per_amp,
 )
 
 BANDS = ("g", "r", "z")
@@ -64,6 +66,9 @@ def lens_source_tensors(meta: pd.DataFrame, device=None, dtype=torch.float32) ->
         for k in ("x", "y", "sigma", "frac"):
             cols = [f"src_knot{i}_{k}" for i in range(populations.MAX_KNOTS)]
             src[f"knot_{k}"] = torch.as_tensor(meta[cols].to_numpy(np.float64), dtype=dtype, device=device)
+        fpa = sersic_total_flux_per_amp(meta["src_r_eff_arcsec"], meta["src_n_sersic"])  # [arcsec^2]
+        frac = meta[[f"src_knot{i}_frac" for i in range(populations.MAX_KNOTS)]].to_numpy(np.float64)
+        src["knot_amp"] = torch.as_tensor(frac * fpa[:, None], dtype=dtype, device=device)
     return lens, src
 
 
@@ -110,6 +115,9 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
         amps = _t(mags * f / sersic_total_flux_per_amp(r_eff, n)[:, None], device)
         img += _chunked(lambda sl: render_sersic({k: v[sl] for k, v in params.items()}, amps[sl], supersample),
                         H, chunk, shape, device)
+    if "host_tidal_flux_frac" in st and (st["host_tidal_flux_frac"].to_numpy(float) > 0).any():
+        rows = np.flatnonzero(st["host_tidal_flux_frac"].to_numpy(float) > 0)
+        img[torch.as_tensor(rows, device=device)] += tidal_images(st.iloc[rows], mags[rows], device)
     nb = populations.sample_neighbours(hosts, seed)
     gal = nb[~nb["star"].astype(bool)]
     if companions is None:
@@ -140,8 +148,38 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
         out = out + _photon_noise(out, seed, 5, hosts["host_id"].to_numpy(np.int64))
     if noise:
         sig = _t(hosts[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
-        out = out + rng.normal(seed, 2, hosts["host_id"].to_numpy(np.int64), (3, STAMP_SIZE, STAMP_SIZE), device) * sig
+        out = out + sky_noise(seed, hosts["host_id"].to_numpy(np.int64), real["noise_corr"], device) * sig
     return out, kernels
+
+
+def sky_noise(seed: int, keys, corr: float, device) -> torch.Tensor:
+    """Unit-variance sky noise (N, 3, 64, 64) keyed by (seed, keys): white for ``corr`` = 0, else white noise on a
+    66 x 66 field convolved with the separable kernel [a, 1, a] / sqrt(1 + 2 a^2) per axis (a = ``corr``), which
+    keeps each pixel's variance at 1 and correlates neighbours by 2a / (1 + 2a^2)."""
+    if corr <= 0:
+        return rng.normal(seed, 2, keys, (3, STAMP_SIZE, STAMP_SIZE), device)
+    z = rng.normal(seed, 2, keys, (3, STAMP_SIZE + 2, STAMP_SIZE + 2), device)
+    k1 = torch.tensor([corr, 1.0, corr], dtype=z.dtype, device=z.device) / math.sqrt(1 + 2 * corr**2)
+    z = k1[0] * z[..., :, :-2] + k1[1] * z[..., :, 1:-1] + k1[2] * z[..., :, 2:]
+    return k1[0] * z[..., :-2, :] + k1[1] * z[..., 1:-1, :] + k1[2] * z[..., 2:, :]
+
+
+def tidal_images(st: pd.DataFrame, flux: np.ndarray, device) -> torch.Tensor:
+    """Tidal shells / tails (N, 3, 64, 64) [nmgy/pixel, before the PSF] for hosts with a feature: a Gaussian ring
+    segment about the host centre (``host_tidal_*`` columns of ``populations.sample_tidal``) holding
+    ``host_tidal_flux_frac`` of the host's total flux ``flux`` (N, 3) [nmgy] in every band (the host's colours)."""
+    gx, gy = pixel_grid(3, device, torch.float64)
+    col = lambda c: torch.as_tensor(st[c].to_numpy(np.float64, copy=True), device=device)[:, None, None]  # noqa: E731
+    dx, dy = gx[None] - col("host_x_arcsec"), gy[None] - col("host_y_arcsec")
+    r = torch.sqrt(dx**2 + dy**2)
+    dphi = torch.remainder(torch.atan2(dy, dx) - col("host_tidal_phi_rad") + math.pi, 2 * math.pi) - math.pi
+    sig_phi = col("host_tidal_extent_rad") / 2.3548
+    shape = torch.exp(-0.5 * ((r - col("host_tidal_r_arcsec")) / col("host_tidal_width_arcsec")) ** 2
+                      - 0.5 * (dphi / sig_phi) ** 2)
+    shape = bin_supersampled(shape, 3)
+    shape = shape / shape.sum(dim=(1, 2), keepdim=True).clamp_min(1e-30)
+    f = torch.as_tensor(flux * st["host_tidal_flux_frac"].to_numpy(np.float64)[:, None], device=device)
+    return (shape[:, None] * f[:, :, None, None]).float()
 
 
 def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, kernels: torch.Tensor, *,
@@ -223,6 +261,8 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
                                        refine=refine)
     meta["n_companions"] = np.bincount(companions["host_row"].to_numpy(np.int64), minlength=len(hosts))[hidx]
     meta["photon_noise"] = bool(real["poisson"] or arc_noise)
+    c = real["noise_corr"] if noise else 0.0
+    meta["sky_noise_corr"] = 2 * c / (1 + 2 * c**2)
     host_row = torch.as_tensor(np.array(hidx, dtype=np.int64), device=device)
     meta["confuser_type"] = None
     if confusers:

@@ -108,15 +108,43 @@ def test_families_are_valid_and_use_the_one_sampler():
     assert sum(s["theta_e"]["dist"] == "grid" for s in PRIOR_FAMILIES.values()) == len(AREA_BETA_CUTOFFS) + 2
 
 
-def test_existing_priors_draw_what_they_drew_before():
-    # the beta sampler was factored out; the draw order (theta_E, then u, then the angle) is unchanged
-    spec = CANDIDATE_PRIORS["uniform_theta_area_beta"]
-    rng = np.random.default_rng(13)
-    theta = rng.uniform(0.5, 2.5, 50)
-    frac = np.sqrt(rng.uniform(0.0, 1.0, 50))
-    df = sample_systems("x", spec, 50, np.random.default_rng(13))
-    np.testing.assert_array_equal(df["theta_e"], theta)
-    np.testing.assert_array_equal(df["beta_over_theta_e"], frac)
+def test_geometry_systems_and_simulator_injections_share_one_layout():
+    # the geometry chapter's systems and the simulator's injections go through one transform of one
+    # uniform layout: the same variates give the same theta_E, beta, angle, ellipticity and shear
+    import pandas as pd
+
+    from lensnb.populations import get_preset, sample_injections
+    from lensnb.priors import LENS_DRAWS, lens_from_uniforms
+
+    preset = get_preset("request")
+    spec = {"theta_e": preset["theta_e"], "beta": preset["beta"], "mass_e_sd": preset["mass_e_sd"],
+            "shear_sd": preset["shear_sd"]}
+    hosts = pd.DataFrame({"host_id": [7, 11], "host_z": [0.5, 0.7], "host_sigma_v_kms": [200.0, 250.0]})
+    inj = sample_injections(hosts, 4, preset, seed=3)
+    u = np.concatenate([np.random.default_rng([3, 1, h]).random((15, 4)) for h in (7, 11)], axis=1)
+    ref = lens_from_uniforms(spec["theta_e"], spec["beta"], spec["mass_e_sd"], spec["shear_sd"], u[:LENS_DRAWS])
+    np.testing.assert_allclose(inj["theta_e_arcsec"], ref["theta_e"])
+    np.testing.assert_allclose(inj["src_x_arcsec"], ref["src_x"])
+    np.testing.assert_allclose(inj["shear_gamma2"], ref["gamma2"])
+    sys_ = sample_systems("x", spec, 8, np.random.default_rng(5))
+    ref2 = lens_from_uniforms(spec["theta_e"], spec["beta"], spec["mass_e_sd"], spec["shear_sd"],
+                              np.random.default_rng(5).random((LENS_DRAWS, 8)))
+    np.testing.assert_allclose(sys_["theta_e"], ref2["theta_e"])
+    np.testing.assert_allclose(sys_["e1"], ref2["e1"])
+
+
+def test_source_redshift_is_truncated_not_clipped():
+    # z_s is drawn from the lognormal truncated to z_s > z_l + MIN_DZ: nothing piles up at the bound
+    from lensnb.priors import MIN_DZ, LENS_DRAWS, lens_from_uniforms
+
+    n = 20000
+    u = np.random.default_rng(4).random((LENS_DRAWS, n))
+    df = lens_from_uniforms({"dist": "host"}, {"dist": "uniform_area", "max_over_theta_e": 1.0}, 0.0, 0.0, u,
+                            zs_median=1.0, zs_log_sd=0.3, z_l=np.full(n, 0.9), sigma_v=np.full(n, 250.0))
+    assert (df["z_s"] > 0.9 + MIN_DZ).all()
+    assert np.mean(df["z_s"] < 0.9 + MIN_DZ + 1e-3) < 0.01
+    with pytest.raises(ValueError, match="needs sigma_v"):
+        lens_from_uniforms({"dist": "host"}, {"dist": "uniform_area", "max_over_theta_e": 1.0}, 0.0, 0.0, u)
 
 
 def test_short_descriptions():

@@ -139,3 +139,47 @@ def test_arc_brightness_recovers_the_simulated_arc():
     np.testing.assert_allclose(est["arc_snr_grz"], meta["arc_snr"], rtol=0.25)
     assert (m["arc_snr_best"] >= m[["arc_snr_g", "arc_snr_r", "arc_snr_z"]].max(axis=1) - 1e-9).all()
     assert (m["arc_to_host_r"] > 0).all()
+
+
+def test_correlated_sky_noise_keeps_variance_and_correlates_neighbours():
+    keys = np.arange(40)
+    white = simulate.sky_noise(3, keys, 0.0, "cpu").numpy()
+    corr = simulate.sky_noise(3, keys, 0.15, "cpu").numpy()
+    for z in (white, corr):
+        assert abs(z.std() - 1) < 0.02
+    rho = lambda z: np.corrcoef(z[..., :, :-1].ravel(), z[..., :, 1:].ravel())[0, 1]  # noqa: E731
+    assert abs(rho(white)) < 0.02
+    assert abs(rho(corr) - 2 * 0.15 / (1 + 2 * 0.15**2)) < 0.02
+    rho_y = np.corrcoef(corr[..., :-1, :].ravel(), corr[..., 1:, :].ravel())[0, 1]
+    assert abs(rho_y - rho(corr)) < 0.02  # the same along rows and columns
+    np.testing.assert_array_equal(simulate.sky_noise(3, keys[5:9], 0.15, "cpu").numpy(), corr[5:9])  # keyed by host
+
+
+def test_tidal_features_at_their_rate_with_the_host_colours_and_radius():
+    h = _hosts(400)
+    st = populations.sample_tidal(h, 0.2, 5)
+    on = st["host_tidal_flux_frac"] > 0
+    assert 0.14 < on.mean() < 0.26
+    assert (st.loc[~on, "host_tidal_r_arcsec"] == 0).all()
+    assert st.loc[on, "host_tidal_r_arcsec"].max() <= populations.TIDAL_R_MAX
+    assert (populations.sample_tidal(h, 0.0, 5)["host_tidal_flux_frac"] == 0).all()
+    # render one feature alone (no host light): flux = share x host flux per band, centred on its radius and angle
+    one = _hosts(1, host_r_eff_arcsec=1.5)
+    row = pd.DataFrame({"host_x_arcsec": [0.0], "host_y_arcsec": [0.0], "host_tidal_flux_frac": [0.05],
+                        "host_tidal_r_arcsec": [4.0], "host_tidal_width_arcsec": [0.3], "host_tidal_phi_rad": [0.0],
+                        "host_tidal_extent_rad": [np.deg2rad(90)]})
+    flux = np.stack([mag_to_nmgy(one[f"host_mag_{b}"]) for b in "grz"], 1)
+    img = simulate.tidal_images(row, flux, "cpu").numpy()[0]
+    np.testing.assert_allclose(img.sum(axis=(1, 2)), 0.05 * flux[0], rtol=1e-5)
+    yy, xx = (np.mgrid[:STAMP_SIZE, :STAMP_SIZE] - (STAMP_SIZE - 1) / 2) * PIXEL_SCALE
+    w = img[1] / img[1].sum()
+    assert abs((w * np.hypot(xx, yy)).sum() - 4.0) < 0.3  # on its radius
+    assert (w * xx).sum() > 3.0 and abs((w * yy).sum()) < 0.1  # centred on phi = 0 (+x)
+    # in a stamp: the realism option adds light only to hosts that have a feature
+    hs = _hosts(30, seed=2)
+    base, _ = _ctrl(hs, populations.REALISM_OFF)
+    tid, full = _ctrl(hs, {**populations.REALISM_OFF, "tidal_fraction": 0.5})
+    has = full["host_tidal_flux_frac"].to_numpy() > 0
+    assert has.any() and (~has).any()
+    np.testing.assert_array_equal(tid[~has], base[~has])
+    assert (tid[has].sum(axis=(1, 2, 3)) > base[has].sum(axis=(1, 2, 3))).all()

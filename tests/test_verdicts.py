@@ -287,3 +287,24 @@ def test_seeded_auroc_interval_stays_inside_the_auroc_range():
     assert r.ci_high <= 1.0 and r.ci_low >= 0.0 and r.ci_low < r.estimate
     d = seeded_difference(y, S, g, y, -S, g, n_boot=200, seed=0)
     assert -1.0 <= d.ci_low <= d.ci_high <= 1.0
+
+
+def test_interval_errorbar_draws_the_interval_even_when_the_estimate_lies_outside_it():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lensnb import plotting
+
+    fig, ax = plt.subplots()
+    # a bootstrap percentile interval need not contain the estimate: no negative bar, no error
+    line = plotting.interval_errorbar(ax, [0, 1], [0.9, 0.6], [0.62, 0.55], [0.85, 0.7], label="x")
+    np.testing.assert_allclose(line.get_ydata(), [0.9, 0.6])
+    segs = ax.collections[0].get_segments()
+    np.testing.assert_allclose([s[:, 1].min() for s in segs], [0.62, 0.55])
+    np.testing.assert_allclose([s[:, 1].max() for s in segs], [0.85, 0.7])
+    plotting.interval_errorbar(ax, [2.0], [0.5], [0.4], [0.6], horizontal=True)
+    seg = ax.collections[-1].get_segments()[0]
+    np.testing.assert_allclose(sorted(seg[:, 0]), [0.4, 0.6])
+    plt.close(fig)
