@@ -88,7 +88,7 @@ def _train_cached(x_tr, y_tr, x_va, y_va, *, seed, label, train_kw, cache_parts)
     path = results.model_path("model", {**cache_parts, "seed": seed, "label": label})
     if path.exists():
         d = results.load_torch(path)
-        model = SmallResNet(train_kw.get("width", 16))
+        model = SmallResNet(train_kw.get("width", 16), in_channels=len(d["median"]))
         model.load_state_dict(d["state"])
         norm = Normaliser(d["median"].numpy(), d["scale"].numpy(), bool(d["residual"]))
         return TrainResult(model, norm, pd.DataFrame(d["history"]), int(d["best_epoch"]), float(d["images_per_s"]))

@@ -62,12 +62,13 @@ class Block(nn.Module):
 
 
 class SmallResNet(nn.Module):
-    """Stride-2 stem (64 -> 32 px), three residual stages (32, 16, 8 px), global pooling, one logit."""
+    """Stride-2 stem (64 -> 32 px), three residual stages (32, 16, 8 px), global pooling, one logit.
+    ``in_channels``: 3 for g, r, z; 6 for raw + residual stacks."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 16, in_channels: int = 3):
         super().__init__()
         w = width
-        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
         self.stages = nn.Sequential(Block(w, w, 1), Block(w, 2 * w, 2), Block(2 * w, 4 * w, 2))
         self.head = nn.Linear(4 * w, 1)
 
@@ -156,7 +157,8 @@ def _log_throughput(label: str, device: torch.device, images_per_s: float, n_tra
 def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *, seed: int = 0,
           epochs: int = 10, patience: int = 3, batch: int = 64, lr: float = 2e-3, width: int = 16,
           residual: bool = False, device=None, progress: bool = True, label: str = "") -> TrainResult:
-    """Train a :class:`SmallResNet`; keep the weights of the epoch with the best validation AUROC."""
+    """Train a :class:`SmallResNet` on (N, C, 64, 64) images (C channels, e.g. 3 bands or 6 for raw + residual);
+    keep the weights of the epoch with the best validation AUROC."""
     import time
 
     from tqdm import tqdm
@@ -173,7 +175,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     xt = torch.from_numpy(norm(x_train)).to(device)
     yt = torch.from_numpy(np.asarray(y_train, np.float32)).to(device)
     xv = torch.from_numpy(norm(x_val))  # normalised once, not every epoch
-    model = SmallResNet(width).to(device)
+    model = SmallResNet(width, in_channels=x_train.shape[1]).to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)

@@ -139,3 +139,16 @@ def test_weighted_bootstrap_equals_explicit_resampling():
     assert np.isnan(ref).any() and np.isfinite(ref).any()
     lo_hi = np.nanquantile(ref, [0.025, 0.975])
     assert cluster_bootstrap_ci(y, s, g, n_boot=300, seed=9)[1:] == pytest.approx(tuple(lo_hi), rel=1e-12)
+
+
+def test_six_channel_input_trains_and_predicts():
+    # raw + residual stacks: the network takes the channel count from the data; the signal is only in 4-6
+    xt, yt = _toy(160, 0)
+    xv, yv = _toy(80, 1)
+    rng = np.random.default_rng(2)
+    x6t = np.concatenate([rng.normal(0, 1, xt.shape).astype(np.float32), xt], axis=1)
+    x6v = np.concatenate([rng.normal(0, 1, xv.shape).astype(np.float32), xv], axis=1)
+    r = train(x6t, yt, x6v, yv, seed=3, epochs=3, device="cpu", progress=False)
+    assert r.model.stem[0].in_channels == 6 and len(r.normaliser.median) == 6
+    assert predict(r.model, r.normaliser, x6v, device="cpu").shape == (80,)
+    assert r.history["val_auroc"].max() > 0.7
