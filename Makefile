@@ -7,14 +7,15 @@ PROFILE ?= default
 NB ?=
 ARGS ?=
 DATA ?=
-DATA_ARG := $(if $(DATA),--data $(DATA),)
+DATA_REAL ?=
+DATA_ARG := $(if $(DATA),--data $(DATA),) $(if $(DATA_REAL),--data-real $(DATA_REAL),)
 
 .DEFAULT_GOAL := help
 .PHONY: help book nb test test-fast bench gpu-check lab clean clean-book clean-data strip
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|default|gpu (default: default), DATA=<Parquet file or directory>, NB=<notebook>, ARGS='-p key value -y yaml -f file'"
+	@echo "  variables: PROFILE=smoke|default|gpu (default: default), DATA=<Parquet file or directory>, DATA_REAL=<real lenses + non-lenses: stamp_npz, label>, NB=<notebook>, ARGS='-p key value -y yaml -f file'"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 (or python3 >= 3.11) on PATH"; exit 1; }

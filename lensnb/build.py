@@ -183,12 +183,13 @@ def build_key(nb_path: Path, params: dict, profile_name: str) -> str:
         h.update(cell.cell_type.encode() + b"\0" + cell.source.encode() + b"\0")
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(profile_name.encode())
-    data = params.get("data")
-    if data:  # the user's manifests: a changed file re-executes the chapter
-        p = Path(data)
-        for f in sorted(p.rglob("*.parquet")) if p.is_dir() else [p]:
-            st = f.stat()
-            h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for name in ("data", "data_real"):
+        data = params.get(name)
+        if data:  # the user's manifests: a changed file re-executes the chapter
+            p = Path(data)
+            for f in sorted(p.rglob("*.parquet")) if p.is_dir() else [p]:
+                st = f.stat()
+                h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
     for path in imported_modules(nb):
         h.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes())
     for path in sorted((PACKAGE_DIR / "data").glob("*")):  # package data (e.g. the literature table)
@@ -276,7 +277,7 @@ def chapter_notebooks(notebooks_dir: Path | None = None) -> list[Path]:
 
 
 def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None, *, force: bool = False,
-                 data: str | None = None) -> bool:
+                 data: str | None = None, data_real: str | None = None) -> bool:
     """Execute ``nb_path`` into ``book/chapters`` if its build key changed; True if it ran.
 
     ``data`` (a Parquet file or directory in the team's format) goes to every chapter that declares a
@@ -286,6 +287,8 @@ def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None
     profile = load_profile(profile_name)
     if data and "data" in declared_parameters(nb_path):
         overrides.setdefault("data", str(Path(data).resolve()))
+    if data_real and "data_real" in declared_parameters(nb_path):  # real lenses + non-lenses (chapters 08, 09)
+        overrides.setdefault("data_real", str(Path(data_real).resolve()))
     params = notebook_parameters(nb_path, profile, overrides)
     key = build_key(nb_path, params, profile_name)
     out = config.CHAPTERS_DIR / nb_path.name
@@ -462,11 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--profile", default="default")
     b.add_argument("--force", action="store_true", help="re-execute every chapter")
     b.add_argument("--data", default=None, help="run on a Parquet file or directory in the team's format")
+    b.add_argument("--data-real", default=None, help="real lenses and non-lenses (stamp_npz, label) for the chapters "
+                   "that read them")
     n = sub.add_parser("nb", help="re-execute one chapter with overrides, then rebuild the book")
     n.add_argument("name", help="notebook name, e.g. 01_geometry")
     n.add_argument("--profile", default="default")
     n.add_argument("--no-book", action="store_true")
     n.add_argument("--data", default=None, help="run on a Parquet file or directory in the team's format")
+    n.add_argument("--data-real", default=None, help="real lenses and non-lenses (stamp_npz, label)")
     args, rest = ap.parse_known_args(argv)
     t0 = time.perf_counter()
     try:
@@ -477,12 +483,20 @@ def main(argv: list[str] | None = None) -> int:
                 validate_schema(args.data)
             except ValueError as exc:
                 raise BuildError(str(exc)) from None
+        if args.data_real:
+            from .alternatives import load_real
+
+            try:
+                load_real(args.data_real)
+            except ValueError as exc:
+                raise BuildError(str(exc)) from None
         if args.cmd == "book":
             if rest:
                 ap.error(f"unrecognised arguments: {' '.join(rest)}")
             cold = _disk_use(config.PROCESSED_DIR) == 0
-            ran = [run_notebook(nb, args.profile, force=args.force, data=args.data) for nb in chapter_notebooks()]
-            if ran and all(ran) and not args.data:
+            ran = [run_notebook(nb, args.profile, force=args.force, data=args.data, data_real=args.data_real)
+                   for nb in chapter_notebooks()]
+            if ran and all(ran) and not args.data and not args.data_real:
                 record_timing(args.profile, "", 0.0, 0.0, full_build=time.perf_counter() - t0, cold=cold)
             write_costs_page(args.profile)
             build_book()
@@ -491,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
             if not nb.exists():
                 names = ", ".join(p.stem for p in chapter_notebooks())
                 raise BuildError(f"{nb}: no such notebook; chapters are: {names}")
-            run_notebook(nb, args.profile, parse_overrides(rest), force=True, data=args.data)
+            run_notebook(nb, args.profile, parse_overrides(rest), force=True, data=args.data, data_real=args.data_real)
             if not args.no_book:
                 write_costs_page(args.profile)
                 build_book()

@@ -148,8 +148,53 @@ def test_book_runs_on_team_format_data_written_without_the_simulator(tmp_path_fa
     page = (html / "02_data.html").read_text()
     assert "team_manifests" in page  # the run header names the data
     assert "Not shown, because the data lack the column" in page  # simulator-only panels skipped visibly
-    for nb in ("03_pools", "04_training", "05_gates"):
+    for nb in ("03_pools", "04_training", "05_gates", "08_alternatives"):
         assert "team_manifests" in (html / f"{nb}.html").read_text()
+    alt = _glued(root / "book" / "chapters" / "08_alternatives.ipynb", "text/markdown")
+    assert "your data" in alt["alt_source"] and "needs the simulator" in alt["alt_brightness_text"]
+
+
+def _real_manifest_dir(root, n=60, seed=3):
+    """Real lenses and non-lenses in the team's format, two files: blobs with a ring of light for lenses."""
+    import numpy as np
+
+    from lensnb.alternatives import write_real_manifest
+    from lensnb.config import STAMP_SIZE
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:STAMP_SIZE, :STAMP_SIZE] - (STAMP_SIZE - 1) / 2
+    r = np.hypot(xx, yy)
+    host = np.exp(-r / 4.0)
+    labels = np.arange(n) % 2
+    imgs = (rng.normal(0, 0.05, (n, 3, STAMP_SIZE, STAMP_SIZE)) + host
+            + labels[:, None, None, None] * 0.5 * np.exp(-0.5 * ((r - 8) / 1.0) ** 2)).astype(np.float32)
+    d = root / "real_lenses"
+    d.mkdir()
+    for k, sl in enumerate((slice(0, n // 2), slice(n // 2, n))):
+        write_real_manifest(d / f"part-{k:03d}.parquet", imgs[sl], labels[sl], ra=200.0 + np.arange(n)[sl] * 0.01,
+                            dec=np.full(len(labels[sl]), 5.0))
+    return d
+
+
+def test_real_lens_route_runs_on_a_team_format_directory(tmp_path_factory):
+    root = _copy_project(tmp_path_factory.mktemp("lensnb_real"))
+    real = _real_manifest_dir(root)
+    proc, _ = _build(root, "nb", "08_alternatives", "--profile", "smoke", "--data-real", str(real), "--no-book")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    g = _glued(root / "book" / "chapters" / "08_alternatives.ipynb", "text/markdown")
+    assert "your real lenses and non-lenses" in g["alt_real_text"] and "real_lenses" in g["alt_real_text"]
+    assert "30 lenses and 30 non-lenses" in g["alt_real_text"]
+    assert "stand-in" not in g["alt_real_text"]
+    # a manifest without labels stops the build before anything runs, naming the file and the column
+    bad = root / "bad_real"
+    bad.mkdir()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"stamp_npz": [b"x"]}), bad / "part-000.parquet")
+    proc, _ = _build(root, "nb", "08_alternatives", "--profile", "smoke", "--data-real", str(bad), "--no-book")
+    assert proc.returncode == 1
+    assert "part-000.parquet: missing required column 'label'" in proc.stderr
 
 
 def test_verdict_sentences_flip_when_the_data_flip(tmp_path_factory):

@@ -1,0 +1,722 @@
+"""What to do instead (Q5): alternative training designs, each trained with one network budget and judged on
+one set of common test sets fixed before any training.
+
+A candidate (:data:`CANDIDATES`) is a training design (``paired``/``unpaired`` host pools, or ``real``: the
+team's real lenses and non-lenses), an input (what the network and the gates see: ``raw`` stamps, the
+``residual`` after subtracting each band's azimuthal-median profile, ``raw+residual`` stacked as 6 channels,
+or ``core_masked``: the central 10x10 px replaced by the surrounding annulus median at train and test), a
+training treatment (``plain``, ``core_dropout``: the core replaced in a random share of training images,
+``hard_negatives``: part of the negatives replaced by ring-shuffled positives and simulated confusers) and
+the arc brightness it trains at (``physical``, or ``bright``: the same lenses with the request preset's
+source magnitudes).
+
+The common test sets (:func:`test_sets`) are unseen hosts at the ``physical`` preset's brightness (the
+primary), the same hosts and lenses at the request's brightness, and a confuser set holding every confuser
+type of :mod:`lensnb.confusers` on unseen hosts. Each test host gives one image (its stamp or its control), so
+false-positive rates count distinct galaxies.
+
+Units: images in nanomaggies per pixel; radii in pixels; theta_E in arcsec.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import gates, pools, preprocess
+from .config import STAMP_SIZE
+
+INPUTS = ("raw", "residual", "raw+residual", "core_masked")
+TREATMENTS = ("plain", "core_dropout", "hard_negatives")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One alternative design (see the module docstring)."""
+
+    name: str
+    label: str
+    design: str = "unpaired"  # "paired", "unpaired" or "real"
+    input: str = "raw"
+    treatment: str = "plain"
+    brightness: str = "physical"  # the arc brightness it trains at: "physical" or "bright"
+    what: str = ""
+
+
+CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
+    Candidate("paired_raw", "paired, raw", "paired", what="the team's current design"),
+    Candidate("unpaired_raw", "unpaired, raw", "unpaired", what="the proposal (the baseline of every comparison)"),
+    Candidate("paired_residual", "paired, residual", "paired", "residual",
+              what="azimuthal-median profile subtracted per band, train and test"),
+    Candidate("unpaired_residual", "unpaired, residual", "unpaired", "residual",
+              what="azimuthal-median profile subtracted per band, train and test"),
+    Candidate("unpaired_raw_residual", "unpaired, raw + residual", "unpaired", "raw+residual",
+              what="raw and residual stacked as 6 channels"),
+    Candidate("unpaired_core_dropout", "unpaired, core dropout", "unpaired", "raw", "core_dropout",
+              what="the core replaced by the annulus median in a random share of training images"),
+    Candidate("unpaired_core_masked", "unpaired, core masked", "unpaired", "core_masked",
+              what="the core replaced by the annulus median at train and test"),
+    Candidate("unpaired_hard_negatives", "unpaired, hard negatives", "unpaired", "raw", "hard_negatives",
+              what="part of the negatives: ring-shuffled positives and simulated confusers"),
+    Candidate("unpaired_bright", "unpaired, bright arcs", "unpaired", brightness="bright",
+              what="trained on the same lenses at the request's (brighter) source magnitudes"),
+    Candidate("real_lenses", "real lenses + real non-lenses", "real",
+              what="the DESI Legacy Surveys finders' route: trained on real lenses and real non-lenses"),
+)}
+BASELINE = "unpaired_raw"
+
+#: What the literature reports for each kind of candidate (only from ``../shared/science/alternatives_sources.md``;
+#: the section id is given so a reader can check it).
+LITERATURE = {
+    "paired_raw": "No paper read names a core-pixel shortcut for lens finders (alternatives_sources A8.4); the "
+                  "closest reported cues are colour and PSF sensitivity of DES finders (A8.2).",
+    "unpaired_raw": "HOLISMOKES-style sets paint sources onto real LRG cutouts and take real survey galaxies as "
+                    "negatives, i.e. unpaired pools (A4.2).",
+    "paired_residual": "Subtracting the lens light from training and test images alone hurt in HSC (AUROC 0.808 "
+                       "original vs 0.841 original + subtracted; A2.1); g − αi difference images gave no gain in "
+                       "HOLISMOKES XI (A2.2).",
+    "unpaired_residual": "Residuals of imperfect lens subtraction hurt networks trained on subtracted images alone "
+                         "(A2.1); realistic subtraction absorbs part of the lensed light (A2.4).",
+    "unpaired_raw_residual": "Original + subtracted images together gave AUROC 0.841 against 0.808 for the "
+                             "original alone in HSC (A2.1).",
+    "unpaired_core_dropout": "Masking the lens core as a deliberate input design was not found in any "
+                             "lens-finding source read (A6.5).",
+    "unpaired_core_masked": "Masking the lens core was not found in any lens-finding source read (A6.5).",
+    "unpaired_hard_negatives": "The negative mix decided performance in HOLISMOKES XI: adding 5000 earlier false "
+                               "positives raised the CNN's TPR0 from 0 to 32.8% (A1.3); false positives in UNIONS "
+                               "were mainly rings, spirals and mergers (A1.7).",
+    "unpaired_bright": "Lens finders lose accuracy for lensed sources fainter than g = 21.5 (A8.2); LensPop's "
+                       "detectability needs S/N ≥ 20 (A7.2).",
+    "real_lenses": "The DESI Legacy Surveys searches train on known lenses, high-grade candidates and non-lenses "
+                   "(A3.1–A3.3); HST confirmed all 51 candidates followed up (A3.4); adding real lenses raised "
+                   "Euclid's completeness on real data by about 20% (A4.1).",
+}
+
+
+def get_candidates(names) -> list[Candidate]:
+    """The candidates named (a list or a comma-separated string); an unknown name is refused, naming the known
+    ones."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = list(names)
+    bad = [n for n in names if n not in CANDIDATES]
+    if bad or not names:
+        raise ValueError(f"unknown candidate(s) {bad or names!r}; candidates: {', '.join(CANDIDATES)}")
+    return [CANDIDATES[n] for n in names]
+
+
+# --------------------------------------------------------------------------- inputs
+def candidate_input(kind: str, images: np.ndarray) -> np.ndarray:
+    """What a candidate's network and gates see, from raw (N, 3, 64, 64) images: ``raw``, ``residual``
+    (``preprocess.azimuthal_residual``), ``raw+residual`` (N, 6, 64, 64) or ``core_masked`` (the central 10x10 px
+    replaced per band by the annulus median, ``gates.fill_from_annulus``)."""
+    x = np.asarray(images, np.float32)
+    if kind == "raw":
+        return x
+    if kind == "residual":
+        return preprocess.azimuthal_residual(x)
+    if kind == "raw+residual":
+        return np.concatenate([x, preprocess.azimuthal_residual(x)], axis=1)
+    if kind == "core_masked":
+        return gates.fill_from_annulus(x, gates.CORE_MASK).astype(np.float32)
+    raise ValueError(f"unknown input {kind!r}; inputs: {', '.join(INPUTS)}")
+
+
+def hard_negative_images(negatives: np.ndarray, positives: np.ndarray, confusers: np.ndarray, rng, *,
+                         shuffle_share: float = 0.25, confuser_share: float = 0.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Replace ``shuffle_share`` of the negatives by ring-shuffled positives (``preprocess.azimuthal_shuffle``:
+    the radial profile and every ring's pixels kept, the arc's shape destroyed) and ``confuser_share`` by
+    confuser stamps (drawn from ``confusers``). Returns (images, kind of each: "control" / "shuffled positive" /
+    "confuser", index of the positive a shuffled image came from (-1 for the others))."""
+    if shuffle_share < 0 or confuser_share < 0 or shuffle_share + confuser_share > 1:
+        raise ValueError("hard-negative shares must be >= 0 and sum to at most 1")
+    n = len(negatives)
+    out = np.array(negatives, np.float32, copy=True)
+    kind = np.full(n, "control", dtype=object)
+    source = np.full(n, -1)
+    slots = rng.permutation(n)
+    n_sh = int(round(shuffle_share * n))
+    n_cf = min(int(round(confuser_share * n)), len(confusers))
+    sh, cf = slots[:n_sh], slots[n_sh:n_sh + n_cf]
+    if n_sh:
+        src = rng.choice(len(positives), n_sh, replace=n_sh > len(positives))
+        out[sh] = preprocess.azimuthal_shuffle(positives[src], rng)
+        kind[sh] = "shuffled positive"
+        source[sh] = src
+    if n_cf:
+        out[cf] = confusers[rng.choice(len(confusers), n_cf, replace=False)]
+        kind[cf] = "confuser"
+    return out, kind, source
+
+
+# --------------------------------------------------------------------------- real lenses (DATA_REAL)
+REAL_REQUIRED = ("stamp_npz", "label")
+
+
+def load_real(path) -> tuple[np.ndarray, pd.DataFrame]:
+    """Real lenses and real non-lenses in the team's format: Parquet (a file or a directory) with ``stamp_npz``
+    (npz bytes, image_g/r/z 64x64 float) and ``label`` (1 lens, 0 non-lens); optional ``ra``/``dec`` (the galaxy's
+    identity, for host-grouped statistics; else each row is its own galaxy), ``theta_e_arcsec``. Returns
+    (images (N, 3, 64, 64), metadata with a ``host`` column). Every problem raises one ``ValueError`` naming the
+    file, row or column; npz bytes are never unpickled."""
+    import pyarrow.parquet as pq
+
+    from .dataset import _files, decode_npz
+
+    metas, imgs = [], []
+    for f in _files(path):
+        try:
+            t = pq.read_table(f)
+        except Exception as exc:
+            raise ValueError(f"{f}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        for c in REAL_REQUIRED:
+            if c not in t.column_names:
+                raise ValueError(f"{f}: missing required column {c!r} (a real-lens manifest needs "
+                                 f"{', '.join(REAL_REQUIRED)})")
+        df = t.drop(["stamp_npz"] + [c for c in ("ctrl_stamp_npz",) if c in t.column_names]).to_pandas()
+        lab = pd.to_numeric(df["label"], errors="coerce")
+        bad = np.flatnonzero(~lab.isin([0, 1]).to_numpy())
+        if len(bad):
+            raise ValueError(f"{f}: row {bad[0]}, column 'label': {df['label'].iloc[bad[0]]!r} is not 0 or 1")
+        df["label"] = lab.astype(int)
+        blobs = t.column("stamp_npz").to_pylist()
+        stack = []
+        for i, b in enumerate(blobs):
+            where = f"{f}: row {i}, column 'stamp_npz'"
+            try:
+                stack.append(decode_npz(b, where))
+            except ValueError as exc:  # np.load's own messages (e.g. bytes that are no npz) name no place
+                raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: not a readable npz ({exc})") from None
+        imgs.append(np.stack(stack) if stack else np.empty((0, 3, STAMP_SIZE, STAMP_SIZE), np.float32))
+        df["source_file"] = str(f)
+        metas.append(df)
+    meta = pd.concat(metas, ignore_index=True)
+    if meta["label"].nunique() < 2:
+        raise ValueError(f"{path}: a real-lens manifest needs both real lenses (label 1) and real non-lenses "
+                         f"(label 0); found only label {int(meta['label'].iloc[0])}")
+    if {"ra", "dec"} <= set(meta.columns):
+        meta["host"] = pools.host_key(meta)
+    else:
+        meta["host"] = [f"real{i}" for i in range(len(meta))]
+    return np.concatenate(imgs), meta
+
+
+def write_real_manifest(path, images: np.ndarray, labels, ra=None, dec=None) -> Path:
+    """Write a real-lens manifest (``stamp_npz``, ``label``, ``ra``, ``dec``) atomically, e.g. a stand-in set."""
+    import pyarrow as pa
+
+    from .dataset import AtomicParquetWriter, encode_npz
+
+    n = len(images)
+    ra = np.arange(n, dtype=float) * 1e-3 if ra is None else np.asarray(ra, float)
+    dec = np.zeros(n) if dec is None else np.asarray(dec, float)
+    schema = pa.schema([("stamp_npz", pa.binary()), ("label", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64())])
+    frame = pd.DataFrame({"stamp_npz": [encode_npz(a) for a in images], "label": np.asarray(labels, int),
+                          "ra": ra, "dec": dec})
+    with AtomicParquetWriter(path, schema) as w:
+        w.write(frame)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- metrics at a working point
+def _host_draws(groups, n_boot: int, seed: int):
+    hosts, inv = np.unique(np.asarray(groups), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(inv == h) for h in range(len(hosts))]
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(hosts), len(hosts))
+        yield np.concatenate([members[h] for h in pick])
+
+
+def _interval(full: np.ndarray, boot: list, level: float = 0.95) -> tuple[float, float, float]:
+    a = (1 - level) / 2
+    if not boot:
+        return float(full.mean()), float("nan"), float("nan")
+    lo, hi = np.quantile(boot, [a, 1 - a])
+    return float(full.mean()), float(lo), float(hi)
+
+
+def resolvable_fpr(n_negatives: int, fpr: float, min_false: int = 5) -> bool:
+    """A false-positive rate is measurable when at least ``min_false`` distinct negatives are expected above the
+    threshold (n x fpr >= min_false)."""
+    return n_negatives * fpr >= min_false
+
+
+def tpr_at_fpr(y, scores, groups, fpr: float, *, n_boot: int = 200, seed: int = 0, level: float = 0.95,
+               subset=None) -> tuple[float, float, float]:
+    """TPR at the threshold that gives ``fpr`` on the negatives (per training seed; ``scores`` (n_seeds, n)),
+    averaged over seeds, with a host-bootstrap interval (hosts resampled, the threshold re-chosen in each draw).
+    ``subset`` (bool mask) restricts the positives counted (e.g. one theta_E bin); the threshold always comes
+    from all negatives."""
+    y = np.asarray(y)
+    S = np.atleast_2d(np.asarray(scores, float))
+    sub = np.ones(len(y), bool) if subset is None else np.asarray(subset, bool)
+
+    def stat(idx):
+        yi, si = y[idx], S[:, idx]
+        neg, pos = yi == 0, (yi == 1) & sub[idx]
+        if not neg.any() or not pos.any():
+            return np.nan
+        thr = np.quantile(si[:, neg], 1 - fpr, axis=1, method="higher")
+        return float(np.mean((si[:, pos] > thr[:, None]).mean(axis=1)))
+
+    full = np.array([stat(np.arange(len(y)))])
+    boot = [v for v in (stat(i) for i in _host_draws(groups, n_boot, seed)) if np.isfinite(v)]
+    return _interval(full, boot, level)
+
+
+def fpr_at_tpr(y, scores, neg_scores, neg_groups, tpr: float = 0.5, *, n_boot: int = 200, seed: int = 0,
+               level: float = 0.95) -> tuple[float, float, float]:
+    """The share of the negatives ``neg_scores`` (n_seeds, m) above the threshold that keeps ``tpr`` of the
+    positives of (``y``, ``scores``), averaged over seeds; the interval resamples the negatives' hosts (the
+    threshold is held at its full-sample value)."""
+    y = np.asarray(y)
+    S = np.atleast_2d(np.asarray(scores, float))
+    N = np.atleast_2d(np.asarray(neg_scores, float))
+    thr = np.quantile(S[:, y == 1], 1 - tpr, axis=1)
+
+    def stat(idx):
+        return float(np.mean((N[:, idx] > thr[:, None]).mean(axis=1)))
+
+    full = np.array([stat(np.arange(N.shape[1]))])
+    boot = [stat(i) for i in _host_draws(neg_groups, n_boot, seed)]
+    return _interval(full, boot, level)
+
+
+def shortcut_verdict(verdicts) -> str:
+    """One verdict from a candidate's core gates (linear and nonlinear, on its own input): 'removes the core
+    shortcut' if every gate says no shortcut, 'does not remove it' if any gate finds one, else 'undecidable at
+    this size'."""
+    v = list(verdicts)
+    if any(x == "shortcut" for x in v):
+        return "does not remove it"
+    if v and all(x == "no shortcut" for x in v):
+        return "removes the core shortcut"
+    return "undecidable at this size"
+
+
+VERDICT_ORDER = {"removes the core shortcut": 0, "undecidable at this size": 1, "does not remove it": 2}
+
+
+def rank(table: pd.DataFrame, metric: str = "tpr") -> pd.DataFrame:
+    """Rank candidates: first by the shortcut verdict (removes < undecidable < does not), then by ``metric``
+    (descending). Adds a ``rank`` column (1 = first)."""
+    t = table.copy()
+    t["_v"] = t["shortcut"].map(VERDICT_ORDER).fillna(3)
+    t = t.sort_values(["_v", metric], ascending=[True, False], kind="stable").drop(columns="_v")
+    t.insert(0, "rank", np.arange(1, len(t) + 1))
+    return t.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class TestSet:
+    """A common test set: raw images (N, 3, 64, 64) and a table with label, host, theta_e_arcsec,
+    psf_fwhm_used_r, arc_snr (and confuser_type for the confuser set)."""
+
+    name: str
+    images: np.ndarray
+    table: pd.DataFrame
+
+    @property
+    def y(self):
+        return self.table["label"].to_numpy()
+
+    @property
+    def hosts(self):
+        return self.table["host"].to_numpy()
+
+
+def _confuser_dataset(preset: str, n_hosts: int, per_host: int, seed: int, overrides: dict | None = None) -> Path:
+    """A cached simulated set whose arcs are replaced by confusers of every type (same hosts as the
+    preset's dataset with this seed and host count)."""
+    import hashlib
+    import json
+
+    from .config import PROCESSED_DIR
+    from .simulate import _code_hash, simulate
+
+    tag = "_o" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8] if overrides else ""
+    path = PROCESSED_DIR / f"conf_{preset}{tag}_h{n_hosts}_k{per_host}_s{seed}_{_code_hash()}.parquet"
+    if not path.exists():
+        simulate(preset, n_hosts, per_host, seed, path, confusers="all", preset_overrides=overrides)
+    return path
+
+
+def _load(path, with_ctrls: bool = True):
+    from .dataset import StampStore
+
+    store = StampStore(path)
+    rows = np.arange(len(store))
+    return (store.images(rows, "stamp_npz"), store.images(rows, "ctrl_stamp_npz") if with_ctrls else None,
+            store.meta.reset_index(drop=True))
+
+
+def unpaired_test_table(meta: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """One image per test host: stamps of half the hosts (positives), controls of the other half (negatives)."""
+    keys = pools.host_key(meta)
+    first = ~keys.duplicated()
+    hosts = keys[first].to_numpy()
+    rng = np.random.default_rng(seed)
+    perm = hosts[rng.permutation(len(hosts))]
+    pos_h, neg_h = set(perm[: len(perm) // 2]), set(perm[len(perm) // 2:])
+    rows = np.flatnonzero(first.to_numpy())
+    is_pos = np.array([keys.iloc[r] in pos_h for r in rows])
+    t = pd.DataFrame({"row": rows, "image": np.where(is_pos, "stamp", "ctrl"), "label": is_pos.astype(int),
+                      "host": keys.iloc[rows].to_numpy()})
+    assert not (pos_h & neg_h)
+    return t
+
+
+def _test_frame(table: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
+    t = table.reset_index(drop=True).copy()
+    for c in ("theta_e_arcsec", "psf_fwhm_used_r", "arc_snr"):
+        t[c] = meta[c].to_numpy()[t["row"].to_numpy()] if c in meta else np.nan
+    return t
+
+
+def _images(table: pd.DataFrame, stamps, ctrls) -> np.ndarray:
+    from .experiment import design_images
+
+    return design_images(table, stamps, ctrls)
+
+
+BRIGHT_PRESET = "request"  # whose source magnitudes the "bright" sets use
+
+
+def bright_overrides(bright_preset: str = BRIGHT_PRESET) -> dict:
+    """Preset overrides that give the ``physical`` preset's lenses the source magnitudes of ``bright_preset``."""
+    from .populations import get_preset
+
+    return {"src_mag_r": get_preset(bright_preset)["src_mag_r"]}
+
+
+def test_sets(n_hosts: int, seed: int, *, preset: str = "physical", data_test=None) -> dict[str, TestSet]:
+    """The common test sets, fixed before any training (one image per host; hosts unseen in training: a
+    separate simulation seed). ``data_test`` (stamps, ctrls, meta of the team's test hosts) replaces the
+    simulated primary set; the brightness and confuser sets exist only for the simulator."""
+    out = {}
+    if data_test is not None:
+        stamps, ctrls, meta = data_test
+        t = _test_frame(unpaired_test_table(meta, seed), meta)
+        out["primary"] = TestSet("your data (unseen hosts)", _images(t, stamps, ctrls), t)
+        return out
+    from .simulate import cached_dataset
+
+    stamps, ctrls, meta = _load(cached_dataset(preset, n_hosts, 1, seed))
+    t = _test_frame(unpaired_test_table(meta, seed), meta)
+    out["primary"] = TestSet(f"{preset} brightness", _images(t, stamps, ctrls), t)
+    bs, bc, bm = _load(cached_dataset(preset, n_hosts, 1, seed, preset_overrides=bright_overrides()))
+    if not (pools.host_key(bm) == pools.host_key(meta)).all():
+        raise RuntimeError("the bright test set's hosts differ from the primary's")
+    tb = _test_frame(t[["row", "image", "label", "host"]], bm)
+    out["bright"] = TestSet(f"{BRIGHT_PRESET} brightness", _images(tb, bs, bc), tb)
+    cs, _, cm = _load(_confuser_dataset(preset, n_hosts, 1, seed), with_ctrls=False)
+    tc = pd.DataFrame({"row": np.arange(len(cm)), "image": "stamp", "label": 0, "host": pools.host_key(cm).to_numpy(),
+                       "confuser_type": cm["confuser_type"].to_numpy()})
+    out["confusers"] = TestSet("confusers (every type)", cs, tc)
+    return out
+
+
+# --------------------------------------------------------------------------- training and judging
+def _candidate_tables(cand: Candidate, meta: pd.DataFrame, split: dict, n_per_class: dict, seed: int) -> dict:
+    design = "unpaired" if cand.design == "real" else cand.design
+    tables = {s: pools.build_design(design, meta, split[s], n_per_class[s], n_per_class[s], seed + i)
+              for i, s in enumerate(("train", "val"))}
+    pools.check_split_disjoint(tables)
+    return tables
+
+
+def _real_tables(meta: pd.DataFrame, seed: int, val_share: float = 0.2) -> dict:
+    """Train/validation split of a real-lens manifest by galaxy (host)."""
+    hosts = meta["host"].unique()
+    rng = np.random.default_rng(seed)
+    perm = hosts[rng.permutation(len(hosts))]
+    val = set(perm[: max(2, int(round(val_share * len(perm))))])
+    t = pd.DataFrame({"row": np.arange(len(meta)), "image": "stamp", "label": meta["label"].to_numpy(),
+                      "host": meta["host"].to_numpy()})
+    return {"train": t[~t["host"].isin(val)].reset_index(drop=True), "val": t[t["host"].isin(val)].reset_index(drop=True)}
+
+
+def training_images(cand: Candidate, tables: dict, data: dict, seed: int, *, dropout_p: float, dropout_radius_px: float,
+                    shuffle_share: float, confuser_share: float) -> dict:
+    """Raw training and validation images of a candidate (before its input transform), with its treatment
+    applied: {"train": (images, labels, hosts, kind), "val": ...}. ``data`` holds "stamps"/"ctrls"/"meta" (the
+    primary set), and where needed "bright" (stamps, ctrls, meta), "confusers" (stamps, meta), "real" (images, meta)."""
+    out = {}
+    for i, s in enumerate(("train", "val")):
+        t = tables[s]
+        if cand.design == "real":
+            x = data["real"][0][t["row"].to_numpy()]
+        elif cand.brightness == "bright":
+            bs, bc, _ = data["bright"]
+            x = _images(t, bs, bc)
+        else:
+            x = _images(t, data["stamps"], data["ctrls"])
+        y = t["label"].to_numpy()
+        hosts = t["host"].to_numpy().astype(object)
+        kind = np.where(y == 1, "lens", "control").astype(object)
+        rng = np.random.default_rng([seed, 17, i])
+        if cand.treatment == "hard_negatives":
+            cs, cm = data["confusers"]
+            neg_hosts = set(t.loc[t.label == 0, "host"])
+            ck = pools.host_key(cm).to_numpy()
+            crow = np.flatnonzero(np.isin(ck, list(neg_hosts)))
+            neg = np.flatnonzero(y == 0)
+            pos = np.flatnonzero(y == 1)
+            xn, kn, src = hard_negative_images(x[neg], x[pos], cs[crow], rng, shuffle_share=shuffle_share,
+                                               confuser_share=confuser_share)
+            x[neg] = xn
+            kind[neg] = kn
+            hn = hosts[neg]
+            hn[src >= 0] = hosts[pos][src[src >= 0]]  # a shuffled positive keeps its own host's light: its host
+            hosts[neg] = hn
+        if cand.treatment == "core_dropout" and s == "train":
+            from .preprocess import core_dropout
+
+            x = core_dropout(x, rng, dropout_p, dropout_radius_px)
+        out[s] = (x, y, hosts, kind)
+    return out
+
+
+def _auc_row(name, y, S, g, n_boot, seed):
+    from .metrics import seeded_auroc
+
+    r = seeded_auroc(y, S, g, n_boot=n_boot, seed=seed)
+    return {"auroc": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "seed_sd": r.seed_sd}
+
+
+def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_per_class: dict, seed: int, seeds,
+        train_kw: dict, cache: str | None = None, dropout_p: float = 0.5, dropout_radius_px: float = 5.0,
+        shuffle_share: float = 0.25, confuser_share: float = 0.25, gate_threshold: float = 0.65, n_boot: int = 500,
+        fprs=(0.01, 0.001), progress: bool = True) -> dict:
+    """Train every candidate (one model per training seed, cached by its inputs) and judge it on the common
+    test sets. Returns tables: ``results`` (candidate x test set AUROC), ``summary`` (one row per candidate:
+    primary AUROC, difference from the baseline, TPR at low FPR, AUROC at the other brightness, core gates on
+    the candidate's own input, the shortcut verdict), ``gates``, ``theta`` (TPR by theta_E / FWHM),
+    ``snr`` (completeness against arc S/N), ``confusers`` (FPR per type), ``reliance`` (AUROC lost with the core
+    hidden, per theta_E bin) and ``kinds`` (the hard-negative mix)."""
+    import time
+
+    from tqdm import tqdm
+
+    from . import results as _results
+    from .experiment import _train_cached, theta_bins
+    from .metrics import difference_verdict, seeded_difference
+    from .train import predict
+
+    cands = get_candidates([c.name if isinstance(c, Candidate) else c for c in candidates])
+    if BASELINE not in [c.name for c in cands]:
+        raise ValueError(f"the candidates must include the baseline {BASELINE!r}")
+    seeds = list(seeds)
+    meta = data["meta"]
+    split = data.get("split") or pools.split_hosts(meta, n_hosts, seed)
+    prim = tests["primary"]
+    gates.check_no_shared_hosts(np.concatenate([split["train"], split["val"]]), prim.hosts)
+    masked_primary = gates.fill_from_annulus(prim.images, gates.CORE_MASK)
+    scores, gate_rows, kinds, timing = {}, [], {}, {}
+    it = tqdm(cands, desc="candidates", unit="candidate") if progress else cands
+    for cand in it:
+        t0 = time.perf_counter()
+        if cand.design == "real":
+            if "real" not in data:
+                continue
+            tables = _real_tables(data["real"][1], seed)
+        else:
+            if cand.brightness == "bright" and "bright" not in data:
+                continue
+            if cand.treatment == "hard_negatives" and "confusers" not in data:
+                continue
+            tables = _candidate_tables(cand, meta, split, n_per_class, seed)
+        raw = training_images(cand, tables, data, seed, dropout_p=dropout_p, dropout_radius_px=dropout_radius_px,
+                              shuffle_share=shuffle_share, confuser_share=confuser_share)
+        x_tr, y_tr, g_tr, k_tr = raw["train"]
+        x_va, y_va, _, _ = raw["val"]
+        kinds[cand.name] = pd.Series(k_tr).value_counts().to_dict()
+        xi_tr, xi_va = candidate_input(cand.input, x_tr), candidate_input(cand.input, x_va)
+        parts = None
+        if cache is not None:
+            parts = {"data": cache, "candidate": cand.name, "n_hosts": n_hosts, "n_per_class": n_per_class,
+                     "split_seed": seed, "train_kw": train_kw, "dropout": [dropout_p, dropout_radius_px],
+                     "hard": [shuffle_share, confuser_share], "real": data.get("real_fingerprint"),
+                     "bright": data.get("bright_fingerprint"), "conf": data.get("confuser_fingerprint"),
+                     "code": _results.code_hash("train", "alternatives", "preprocess", "gates", "experiment")}
+        models = [_train_cached(xi_tr, y_tr, xi_va, y_va, seed=s, label=f"{cand.name} seed {s}", train_kw=train_kw,
+                                cache_parts=parts) for s in seeds]
+        t1 = time.perf_counter()
+        for name, ts in tests.items():
+            xin = candidate_input(cand.input, ts.images)
+            scores[(cand.name, name)] = np.stack([predict(m.model, m.normaliser, xin) for m in models])
+        scores[(cand.name, "primary, core hidden")] = np.stack(
+            [predict(m.model, m.normaliser, candidate_input(cand.input, masked_primary)) for m in models])
+        # the data-level core gates on the candidate's own training input
+        for gname, feats, model in (("core LR", gates.core_features, "lr"),
+                                    ("nonlinear core", gates.core_nonlinear_features, "gbt"),
+                                    ("radial-profile LR", gates.radial_profile_features, "lr")):
+            r = gates.feature_gate(gname, feats(xi_tr), y_tr, g_tr, gate_threshold, n_boot=n_boot, seed=seed, model=model)
+            gate_rows.append({"candidate": cand.name, "gate": gname, "auroc": r.statistic, "ci_low": r.ci_low,
+                              "ci_high": r.ci_high, "verdict": r.verdict, "kind": r.kind})
+        timing[cand.name] = {"train_s": t1 - t0, "judge_s": time.perf_counter() - t1,
+                             "images_per_s": float(np.mean([m.images_per_s for m in models]))}
+    done = [c for c in cands if (c.name, "primary") in scores]
+    gate_df = pd.DataFrame(gate_rows)
+
+    # AUROC on every test set that has both classes
+    res_rows = []
+    for c in done:
+        for name, ts in tests.items():
+            if ts.table["label"].nunique() < 2:
+                continue
+            res_rows.append({"candidate": c.name, "test set": name,
+                             **_auc_row(name, ts.y, scores[(c.name, name)], ts.hosts, n_boot, seed)})
+    res = pd.DataFrame(res_rows)
+
+    base = scores[(BASELINE, "primary")]
+    summary, theta_rows, snr_rows, conf_rows, rel_rows = [], [], [], [], []
+    n_neg = int((prim.y == 0).sum())
+    bins = theta_bins(prim.table["theta_e_arcsec"], prim.table["psf_fwhm_used_r"])
+    snr = prim.table["arc_snr"].to_numpy(float)
+    snr_edges = [0, 10, 20, 40, np.inf]
+    snr_bin = pd.cut(snr, snr_edges, right=False, labels=["S/N < 10", "10–20", "20–40", "≥ 40"])
+    for c in done:
+        S = scores[(c.name, "primary")]
+        row = {"candidate": c.name, "label": c.label, "what": c.what}
+        row.update({k: v for k, v in res[(res.candidate == c.name) & (res["test set"] == "primary")].iloc[0].items()
+                    if k in ("auroc", "ci_low", "ci_high", "seed_sd")})
+        if c.name == BASELINE:
+            row.update(diff=0.0, diff_low=0.0, diff_high=0.0, diff_verdict="baseline")
+        else:
+            d = seeded_difference(prim.y, base, prim.hosts, prim.y, S, prim.hosts, n_boot=n_boot, seed=seed)
+            row.update(diff=d.estimate, diff_low=d.ci_low, diff_high=d.ci_high,
+                       diff_verdict=difference_verdict(d.ci_low, d.ci_high, "the baseline", "this design"))
+        for f in fprs:
+            key = f"tpr_{f:g}"
+            if resolvable_fpr(n_neg, f):
+                row[key], row[key + "_low"], row[key + "_high"] = tpr_at_fpr(prim.y, S, prim.hosts, f, n_boot=n_boot,
+                                                                             seed=seed)
+            else:
+                row[key] = row[key + "_low"] = row[key + "_high"] = np.nan
+        if (c.name, "bright") in scores:
+            rb = res[(res.candidate == c.name) & (res["test set"] == "bright")].iloc[0]
+            row.update(bright_auroc=rb.auroc, bright_low=rb.ci_low, bright_high=rb.ci_high)
+        g = gate_df[(gate_df.candidate == c.name) & (gate_df.kind == "shortcut")]
+        row["shortcut"] = shortcut_verdict(g["verdict"])
+        for gname in ("core LR", "nonlinear core"):
+            gg = g[g.gate == gname].iloc[0]
+            row[f"{gname}"], row[f"{gname}_low"], row[f"{gname}_high"] = gg.auroc, gg.ci_low, gg.ci_high
+        summary.append(row)
+        f0 = fprs[0]
+        if resolvable_fpr(n_neg, f0):
+            for level in bins.categories:
+                sel = np.asarray(bins == level)
+                if (sel & (prim.y == 1)).sum() < 10:
+                    continue
+                e, lo, hi = tpr_at_fpr(prim.y, S, prim.hosts, f0, n_boot=n_boot, seed=seed, subset=sel)
+                theta_rows.append({"candidate": c.name, "bin": level, "positives": int((sel & (prim.y == 1)).sum()),
+                                   "tpr": e, "ci_low": lo, "ci_high": hi})
+            for level in snr_bin.categories:
+                sel = np.asarray(snr_bin == level)
+                if (sel & (prim.y == 1)).sum() < 10:
+                    continue
+                e, lo, hi = tpr_at_fpr(prim.y, S, prim.hosts, f0, n_boot=n_boot, seed=seed, subset=sel)
+                snr_rows.append({"candidate": c.name, "bin": level, "positives": int((sel & (prim.y == 1)).sum()),
+                                 "tpr": e, "ci_low": lo, "ci_high": hi})
+        if "confusers" in tests:
+            ct = tests["confusers"]
+            C = scores[(c.name, "confusers")]
+            neg = prim.y == 0
+            types = {"plain control (host alone)": (S[:, neg], prim.hosts[neg])}
+            for k in pd.unique(ct.table["confuser_type"]):
+                m = (ct.table["confuser_type"] == k).to_numpy()
+                types[k] = (C[:, m], ct.hosts[m])
+            for k, (N, gN) in types.items():
+                e, lo, hi = fpr_at_tpr(prim.y, S, N, gN, 0.5, n_boot=n_boot, seed=seed)
+                conf_rows.append({"candidate": c.name, "negatives": k, "n": N.shape[1], "fpr": e, "ci_low": lo,
+                                  "ci_high": hi})
+        Sm = scores[(c.name, "primary, core hidden")]
+        for level in bins.categories:
+            sel = np.asarray(bins == level) | (prim.y == 0)
+            if (sel & (prim.y == 1)).sum() < 10:
+                continue
+            y, h = prim.y[sel], prim.hosts[sel]
+            full = _auc_row("", y, S[:, sel], h, n_boot, seed)
+            d = seeded_difference(y, S[:, sel], h, y, Sm[:, sel], h, n_boot=n_boot, seed=seed)
+            rel_rows.append({"candidate": c.name, "bin": level, "auroc": full["auroc"], "change": d.estimate,
+                             "ci_low": d.ci_low, "ci_high": d.ci_high})
+    summ = pd.DataFrame(summary)
+    return {"split": split, "scores": scores, "results": res, "summary": summ, "ranked": rank(summ, f"tpr_{fprs[0]:g}"
+            if summ[f"tpr_{fprs[0]:g}"].notna().any() else "auroc"),
+            "gates": gate_df, "theta": pd.DataFrame(theta_rows), "snr": pd.DataFrame(snr_rows),
+            "confusers": pd.DataFrame(conf_rows), "reliance": pd.DataFrame(rel_rows), "kinds": kinds,
+            "timing": pd.DataFrame(timing).T, "n_test_negatives": n_neg, "fprs": list(fprs)}
+
+
+# --------------------------------------------------------------------------- the chapter's data
+def standin_real(n_hosts: int, seed: int, *, preset: str = "physical", clumpy_fraction: float = 0.5) -> Path:
+    """A STAND-IN for real lenses (never to be read as real): simulated lenses with clumpy sources on
+    ``n_hosts`` hosts of another seed, one image per host (half lenses, half the host alone), written as a
+    real-lens manifest so the ``DATA_REAL`` route runs end to end."""
+    from .config import PROCESSED_DIR
+    from .simulate import _code_hash, cached_dataset
+
+    over = {"src_clumpy_fraction": clumpy_fraction}
+    src = cached_dataset(preset, n_hosts, 1, seed, preset_overrides=over)
+    path = PROCESSED_DIR / f"standin_real_{preset}_h{n_hosts}_s{seed}_c{clumpy_fraction:g}_{_code_hash()}.parquet"
+    if not path.exists():
+        stamps, ctrls, meta = _load(src)
+        t = unpaired_test_table(meta, seed)
+        write_real_manifest(path, _images(t, stamps, ctrls), t["label"], meta["ra"].to_numpy()[t["row"]],
+                            meta["dec"].to_numpy()[t["row"]])
+    return path
+
+
+def chapter_data(*, data: str, data_real: str, preset: str, n_hosts: dict, n_per_class: dict, per_host: int,
+                 n_test_hosts: int, seed: int, standin_hosts: int = 0) -> tuple[dict, dict, dict]:
+    """Everything the alternatives chapter trains and tests on. ``data`` empty: the simulator (``preset``:
+    training hosts, the same hosts and lenses at the request's brightness, confusers on them, and the common
+    test sets on unseen hosts); else the team's manifest (its own hosts split into train / val / test, sizes
+    scaled to what it holds; no brightness or confuser sets). ``data_real``: a real-lens manifest
+    (``load_real``); empty: a simulated stand-in on ``standin_hosts`` hosts (0: none). Returns (data, tests,
+    info); ``info`` holds the sizes used (``n_hosts``, ``n_per_class``), a note when they were reduced, and the
+    data's provenance."""
+    from .results import fingerprint
+    from .simulate import cached_dataset, load_or_simulate
+
+    info = {"source": "simulator" if not data else "your data", "real": "none"}
+    if data:
+        stamps, ctrls, meta = load_or_simulate(data, preset, 0, per_host, seed)
+        rows = np.arange(len(meta))
+        stamps, ctrls = np.asarray(stamps[rows]), np.asarray(ctrls[rows])
+        want = {**n_hosts, "test": n_test_hosts}
+        plan = pools.plan_sizes(meta, want, {**n_per_class, "test": 10**9}, seed, split_by="host", where=data)
+        split = pools.split_hosts(meta, plan.n_hosts, seed, by=plan.split_by)
+        test_rows = np.flatnonzero(pools.host_key(meta).isin(split["test"]).to_numpy())
+        d = {"stamps": stamps, "ctrls": ctrls, "meta": meta, "split": {k: split[k] for k in ("train", "val")}}
+        tests = test_sets(0, seed, data_test=(stamps[test_rows], ctrls[test_rows],
+                                               meta.iloc[test_rows].reset_index(drop=True)))
+        info.update(fingerprint=fingerprint(data), note=plan.note,
+                    n_hosts={k: plan.n_hosts[k] for k in ("train", "val")},
+                    n_per_class={k: plan.n_per_class[k] for k in ("train", "val")})
+    else:
+        n_train_hosts = n_hosts["train"] + n_hosts["val"]
+        path = cached_dataset(preset, n_train_hosts, per_host, seed)
+        stamps, ctrls, meta = _load(path)
+        plan = pools.plan_sizes(meta, n_hosts, n_per_class, seed, split_by="host", where="simulated data")
+        d = {"stamps": stamps, "ctrls": ctrls, "meta": meta}
+        bpath = cached_dataset(preset, n_train_hosts, per_host, seed, preset_overrides=bright_overrides())
+        d["bright"] = _load(bpath)
+        cpath = _confuser_dataset(preset, n_train_hosts, 1, seed)
+        cs, _, cm = _load(cpath, with_ctrls=False)
+        d["confusers"] = (cs, cm)
+        d["bright_fingerprint"], d["confuser_fingerprint"] = fingerprint(bpath), fingerprint(cpath)
+        tests = test_sets(n_test_hosts, seed + 1000, preset=preset)
+        info.update(fingerprint=fingerprint(path), note=plan.note, n_hosts=plan.n_hosts, n_per_class=plan.n_per_class)
+    real_path = data_real or (standin_real(standin_hosts, seed + 2000, preset=preset) if standin_hosts else "")
+    if real_path:
+        d["real"] = load_real(real_path)
+        d["real_fingerprint"] = fingerprint(real_path)
+        info["real"] = "your real lenses" if data_real else "stand-in (simulated, clumpy sources; NOT real lenses)"
+        info["real_counts"] = {int(k): int(v) for k, v in d["real"][1]["label"].value_counts().items()}
+    return d, tests, info

@@ -1,0 +1,138 @@
+"""The alternatives chapter's pieces (lensnb.alternatives): registry, inputs, hard negatives, working-point
+metrics, verdicts and the real-lens route."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from lensnb import alternatives as alt
+from lensnb.config import STAMP_SIZE
+
+
+def test_registry_refuses_unknown_names_and_lists_the_known():
+    assert [c.name for c in alt.get_candidates("paired_raw, unpaired_raw")] == ["paired_raw", "unpaired_raw"]
+    with pytest.raises(ValueError, match="unknown candidate.*'no_such'.*candidates: paired_raw"):
+        alt.get_candidates(["unpaired_raw", "no_such"])
+    with pytest.raises(ValueError, match="unknown candidate"):
+        alt.get_candidates([])
+    assert alt.BASELINE in alt.CANDIDATES
+    assert set(alt.LITERATURE) == set(alt.CANDIDATES)  # every candidate has its literature sentence
+    for c in alt.CANDIDATES.values():
+        assert c.input in alt.INPUTS and c.treatment in alt.TREATMENTS and c.brightness in ("physical", "bright")
+
+
+def _images(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1, (n, 3, STAMP_SIZE, STAMP_SIZE)).astype(np.float32)
+
+
+def test_candidate_inputs_have_their_shapes_and_contents():
+    x = _images()
+    np.testing.assert_array_equal(alt.candidate_input("raw", x), x)
+    six = alt.candidate_input("raw+residual", x)
+    assert six.shape == (4, 6, STAMP_SIZE, STAMP_SIZE)
+    np.testing.assert_array_equal(six[:, :3], x)
+    np.testing.assert_allclose(six[:, 3:], alt.candidate_input("residual", x))
+    m = alt.candidate_input("core_masked", x)
+    c = slice(STAMP_SIZE // 2 - 5, STAMP_SIZE // 2 + 5)
+    core = m[:, :, c, c].reshape(4, 3, -1)
+    assert (core == core[..., :1]).all()  # the core is one value per image and band
+    outside = np.ones((STAMP_SIZE, STAMP_SIZE), bool)
+    outside[c, c] = False
+    np.testing.assert_array_equal(m[:, :, outside], x[:, :, outside])  # nothing else touched
+    with pytest.raises(ValueError, match="unknown input"):
+        alt.candidate_input("fft", x)
+
+
+def test_hard_negatives_take_their_shares_and_keep_the_rest():
+    neg, pos, conf = _images(40, 1), _images(10, 2) + 5, _images(30, 3) - 5
+    out, kind, src = alt.hard_negative_images(neg, pos, conf, np.random.default_rng(0), shuffle_share=0.25,
+                                              confuser_share=0.5)
+    assert (kind == "shuffled positive").sum() == 10 and (kind == "confuser").sum() == 20
+    ctrl = kind == "control"
+    np.testing.assert_array_equal(out[ctrl], neg[ctrl])
+    sh = np.flatnonzero(kind == "shuffled positive")
+    for i in sh:  # a shuffled positive holds its source positive's pixels (ring by ring), not the negative's
+        np.testing.assert_allclose(np.sort(out[i].ravel()), np.sort(pos[src[i]].ravel()))
+    assert (src[~(kind == "shuffled positive")] == -1).all()
+    assert (out[kind == "confuser"].mean(axis=(1, 2, 3)) < -4).all()
+    with pytest.raises(ValueError, match="shares"):
+        alt.hard_negative_images(neg, pos, conf, np.random.default_rng(0), shuffle_share=0.8, confuser_share=0.4)
+
+
+def test_tpr_at_fpr_matches_a_direct_count_and_its_interval_covers_it():
+    rng = np.random.default_rng(4)
+    n = 2000
+    y = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]
+    s = np.r_[rng.normal(2, 1, n // 2), rng.normal(0, 1, n // 2)]
+    hosts = np.arange(n)
+    est, lo, hi = alt.tpr_at_fpr(y, s, hosts, 0.01, n_boot=100, seed=0)
+    thr = np.quantile(s[y == 0], 0.99, method="higher")
+    assert est == pytest.approx(np.mean(s[y == 1] > thr))
+    assert lo <= est <= hi and hi - lo < 0.2
+    # two seeds: the mean of the per-seed TPRs
+    S = np.stack([s, s + rng.normal(0, 0.3, n)])
+    est2, _, _ = alt.tpr_at_fpr(y, S, hosts, 0.01, n_boot=20, seed=0)
+    per = [np.mean(S[k, y == 1] > np.quantile(S[k, y == 0], 0.99, method="higher")) for k in range(2)]
+    assert est2 == pytest.approx(np.mean(per))
+    # a subset counts only its positives; the threshold still comes from every negative
+    sub = np.r_[s[: n // 2] > 2, np.zeros(n // 2, bool)]
+    est3, _, _ = alt.tpr_at_fpr(y, s, hosts, 0.01, n_boot=20, seed=0, subset=sub)
+    assert est3 == pytest.approx(np.mean(s[sub] > thr))
+
+
+def test_fpr_at_tpr_counts_negatives_above_the_median_positive():
+    rng = np.random.default_rng(5)
+    y = np.r_[np.ones(500, int), np.zeros(10, int)]
+    s = np.r_[rng.normal(1, 1, 500), np.zeros(10)]
+    neg = rng.normal(0, 1, 1000)
+    est, lo, hi = alt.fpr_at_tpr(y, s, neg, np.arange(1000), 0.5, n_boot=100, seed=0)
+    assert est == pytest.approx(np.mean(neg > np.quantile(s[:500], 0.5)))
+    assert lo <= est <= hi
+    assert alt.resolvable_fpr(500, 0.01) and not alt.resolvable_fpr(500, 0.001)
+
+
+def test_shortcut_verdict_and_ranking():
+    assert alt.shortcut_verdict(["no shortcut", "no shortcut"]) == "removes the core shortcut"
+    assert alt.shortcut_verdict(["no shortcut", "shortcut"]) == "does not remove it"
+    assert alt.shortcut_verdict(["no shortcut", "undecidable"]) == "undecidable at this size"
+    assert alt.shortcut_verdict([]) == "undecidable at this size"  # no gate ran: nothing is claimed
+    t = pd.DataFrame({"candidate": list("abcd"), "tpr": [0.9, 0.2, 0.5, 0.7],
+                      "shortcut": ["does not remove it", "removes the core shortcut", "removes the core shortcut",
+                                   "undecidable at this size"]})
+    r = alt.rank(t, "tpr")
+    assert list(r["candidate"]) == ["c", "b", "d", "a"] and list(r["rank"]) == [1, 2, 3, 4]
+
+
+def test_real_lens_manifest_round_trip_and_clear_errors(tmp_path):
+    x = _images(6, 7)
+    p = alt.write_real_manifest(tmp_path / "real.parquet", x, [1, 1, 1, 0, 0, 0], ra=np.arange(6.0), dec=np.zeros(6))
+    imgs, meta = alt.load_real(p)
+    np.testing.assert_array_equal(imgs, x)
+    assert list(meta["label"]) == [1, 1, 1, 0, 0, 0] and meta["host"].nunique() == 6
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lensnb.dataset import encode_npz
+
+    def write(name, **cols):
+        f = tmp_path / name
+        pq.write_table(pa.table(cols), f)
+        return f
+
+    blobs = [encode_npz(a) for a in x[:2]]
+    with pytest.raises(ValueError, match=r"nolabel.parquet: missing required column 'label'"):
+        alt.load_real(write("nolabel.parquet", stamp_npz=blobs))
+    with pytest.raises(ValueError, match=r"badlabel.parquet: row 1, column 'label': 'maybe' is not 0 or 1"):
+        alt.load_real(write("badlabel.parquet", stamp_npz=blobs, label=["1", "maybe"]))
+    with pytest.raises(ValueError, match="needs both real lenses"):
+        alt.load_real(write("onlylenses.parquet", stamp_npz=blobs, label=[1, 1]))
+    with pytest.raises(ValueError, match=r"badnpz.parquet: row 1, column 'stamp_npz'"):
+        alt.load_real(write("badnpz.parquet", stamp_npz=[blobs[0], b"not an npz"], label=[1, 0]))
+
+
+def test_unpaired_test_table_gives_one_image_per_host_and_disjoint_classes():
+    meta = pd.DataFrame({"ra": np.repeat(np.arange(20.0), 3), "dec": 0.0})
+    t = alt.unpaired_test_table(meta, 0)
+    assert len(t) == 20 and t["host"].is_unique
+    assert t["label"].sum() == 10
+    assert set(t.loc[t.label == 1, "image"]) == {"stamp"} and set(t.loc[t.label == 0, "image"]) == {"ctrl"}
