@@ -393,6 +393,19 @@ def bright_overrides(bright_preset: str = BRIGHT_PRESET) -> dict:
     return {"src_mag_r": get_preset(bright_preset)["src_mag_r"]}
 
 
+def variant_test_set(name: str, primary: TestSet, n_hosts: int, seed: int, overrides: dict, *,
+                     preset: str = "physical") -> TestSet:
+    """The primary test set's hosts and lenses re-simulated with preset ``overrides`` (e.g. clumpy sources, a
+    PSF mismatch): the same rows of the same hosts, so a change against the primary is a paired comparison."""
+    from .simulate import cached_dataset
+
+    s, c, m = _load(cached_dataset(preset, n_hosts, 1, seed, preset_overrides=overrides))
+    t = _test_frame(primary.table[["row", "image", "label", "host"]], m)
+    if not (pools.host_key(m).to_numpy()[t["row"].to_numpy()] == t["host"].to_numpy()).all():
+        raise RuntimeError(f"the {name} test set's hosts differ from the primary's")
+    return TestSet(name, _images(t, s, c), t)
+
+
 def test_sets(n_hosts: int, seed: int, *, preset: str = "physical", data_test=None) -> dict[str, TestSet]:
     """The common test sets, fixed before any training (one image per host; hosts unseen in training: a
     separate simulation seed). ``data_test`` (stamps, ctrls, meta of the team's test hosts) replaces the
@@ -497,7 +510,8 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
     primary AUROC, difference from the baseline, TPR at low FPR, AUROC at the other brightness, core gates on
     the candidate's own input, the shortcut verdict), ``gates``, ``theta`` (TPR by theta_E / FWHM),
     ``snr`` (completeness against arc S/N), ``confusers`` (FPR per type), ``reliance`` (AUROC lost with the core
-    hidden, per theta_E bin) and ``kinds`` (the hard-negative mix)."""
+    hidden, per theta_E bin), ``kinds`` (the hard-negative mix) and ``models`` (candidate -> trained models, one
+    per seed)."""
     import time
 
     from tqdm import tqdm
@@ -516,7 +530,7 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
     prim = tests["primary"]
     gates.check_no_shared_hosts(np.concatenate([split["train"], split["val"]]), prim.hosts)
     masked_primary = gates.fill_from_annulus(prim.images, gates.CORE_MASK)
-    scores, gate_rows, kinds, timing = {}, [], {}, {}
+    scores, gate_rows, kinds, timing, trained = {}, [], {}, {}, {}
     it = tqdm(cands, desc="candidates", unit="candidate") if progress else cands
     for cand in it:
         t0 = time.perf_counter()
@@ -545,6 +559,7 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
                      "code": _results.code_hash("train", "alternatives", "preprocess", "gates", "experiment")}
         models = [_train_cached(xi_tr, y_tr, xi_va, y_va, seed=s, label=f"{cand.name} seed {s}", train_kw=train_kw,
                                 cache_parts=parts) for s in seeds]
+        trained[cand.name] = models
         t1 = time.perf_counter()
         for name, ts in tests.items():
             xin = candidate_input(cand.input, ts.images)
@@ -650,7 +665,7 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
             if summ[f"tpr_{fprs[0]:g}"].notna().any() else "auroc"),
             "gates": gate_df, "theta": pd.DataFrame(theta_rows), "snr": pd.DataFrame(snr_rows),
             "confusers": pd.DataFrame(conf_rows), "reliance": pd.DataFrame(rel_rows), "kinds": kinds,
-            "timing": pd.DataFrame(timing).T, "n_test_negatives": n_neg, "fprs": list(fprs)}
+            "timing": pd.DataFrame(timing).T, "n_test_negatives": n_neg, "fprs": list(fprs), "models": trained}
 
 
 # --------------------------------------------------------------------------- the chapter's data

@@ -520,3 +520,11 @@ def null_image_gates(stamps, ctrls, groups, n_boot: int = 500, seed: int = 0, ma
     for r in res:
         r.name, r.kind, r.verdict = f"null: {r.name}", "null", null_verdict(r.ci_low, r.ci_high, margin)
     return res
+
+
+if __name__ == "__main__":  # python -m lensnb.gates PATH [--model CHECKPOINT] [--json OUT]: the monitor (lensnb.monitor)
+    import sys
+
+    from .monitor import main
+
+    sys.exit(main(sys.argv[1:], prog="python -m lensnb.gates"))

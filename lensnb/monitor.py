@@ -1,6 +1,7 @@
 """The shortcut monitor as a tool: run lensnb's gates on a training set in the team's format, outside the book.
 
-    python -m lensnb.monitor PATH [--model CHECKPOINT] [--json OUT] [--design auto|paired|unpaired]
+    python -m lensnb.gates PATH [--model CHECKPOINT] [--json OUT] [--design auto|paired|unpaired]
+    python -m lensnb.monitor PATH ...          (the same)
 
 Data-level battery (on the images a network would be trained on): the request's core-only logistic
 regression (E4), the nonlinear core gate, and a survey-conditions gate (PSF, depth, redshift and the other
@@ -165,8 +166,8 @@ def format_table(res: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lensnb.monitor", description=__doc__.split("\n\n")[0])
+def main(argv=None, prog: str = "python -m lensnb.monitor") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("path", help="a Parquet manifest (file or directory) in the team's format")
     ap.add_argument("--model", default=None, help="a checkpoint: also run the model-level core-reliance gate")
     ap.add_argument("--json", default=None, help="write the verdict table as JSON here")

@@ -228,6 +228,7 @@ PRESETS: dict[str, dict] = {
         "zs_median": 1.85, "zs_log_sd": 0.3,
         "realism": dict(REALISM_OFF),
         "src_clumpy_fraction": 0.0,
+        "psf_scale": 1.0, "psf_moffat_beta": 3.5,
     },
     "physical": {
         "description": "Host-consistent theta_E from the host's sigma_v and z_l and the source z_s; beta uniform "
@@ -244,6 +245,7 @@ PRESETS: dict[str, dict] = {
         "zs_median": 1.85, "zs_log_sd": 0.3,
         "realism": dict(REALISM_ON),
         "src_clumpy_fraction": 0.0,
+        "psf_scale": 1.0, "psf_moffat_beta": 3.5,
     },
 }
 

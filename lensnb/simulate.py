@@ -85,7 +85,7 @@ def _photon_noise(light: torch.Tensor, seed: int, stream: int, keys) -> torch.Te
 
 
 def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: bool, device, real: dict | None = None,
-                 companions: pd.DataFrame | None = None):
+                 companions: pd.DataFrame | None = None, psf_beta: float = MOFFAT_BETA):
     """Control stamps (H, 3, 64, 64) [nmgy/pixel] on ``device`` for a batch of hosts, and their PSF kernels.
 
     Host light and neighbours are rendered in one batch each; the noise is a counter-based function
@@ -142,7 +142,7 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
             idx = tuple(torch.as_tensor(v, device=device) for v in (hr, np.full(len(hr), b), row[ok], col[ok]))
             img.index_put_(idx, flux[:, b], accumulate=True)
     fwhm = _t(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(), device, torch.float64)
-    kernels = moffat_kernels(fwhm).to(img.dtype)
+    kernels = moffat_kernels(fwhm, beta=psf_beta).to(img.dtype)
     out = _chunked(lambda sl: convolve(img[sl], kernels[sl]), H, chunk, shape, device)
     if real["poisson"]:
         out = out + _photon_noise(out, seed, 5, hosts["host_id"].to_numpy(np.int64))
@@ -252,11 +252,15 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     real = populations.realism(preset)
     hosts = hosts.reset_index(drop=True)
     hosts = pd.concat([hosts, populations.host_structure(hosts, real, seed)], axis=1)
+    if preset.get("psf_scale", 1.0) != 1.0:  # a PSF mismatch: every band's FWHM scaled (recorded in psf_fwhm_used_*)
+        for b in BANDS:
+            hosts[f"psf_fwhm_used_{b}"] = hosts[f"psf_fwhm_used_{b}"] * preset["psf_scale"]
+    psf_beta = float(preset.get("psf_moffat_beta", MOFFAT_BETA))
     if real["faber_jackson"]:
         hosts["host_sigma_v_kms"] = populations.faber_jackson_sigma(hosts, seed)
     companions = populations.sample_companions(hosts, real["companions_per_host"], seed)
     ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device, real=real,
-                                 companions=companions)
+                                 companions=companions, psf_beta=psf_beta)
     meta, hidx, arcs_t = injected_arcs(hosts, per_host, preset, seed, kernels, supersample=supersample, device=device,
                                        refine=refine)
     meta["n_companions"] = np.bincount(companions["host_row"].to_numpy(np.int64), minlength=len(hosts))[hidx]
@@ -285,7 +289,7 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     meta["n_images"] = im.n
     meta["inner_image_r_arcsec"] = np.where(im.n >= 2, im.r[:, 0], np.nan)
     meta["total_magnification"] = np.nansum(np.abs(im.mu), axis=1)
-    meta["psf_moffat_beta"] = MOFFAT_BETA
+    meta["psf_moffat_beta"] = psf_beta
     meta["supersampling"] = supersample
     return DeviceBatch(meta, stamps, ctrl, host_row)
 

@@ -104,3 +104,17 @@ def test_model_level_reliance_on_a_checkpoint(manifests, tmp_path, capsys):
     assert m["kind"] == "model" and np.isfinite(m["value"])
     assert m["verdict"] in ("relies", "does not rely", "undecidable")
     assert bool(m["fires"]) == (m["verdict"] == "relies")
+
+
+def test_python_dash_m_lensnb_gates_is_the_monitor(manifests):
+    import subprocess
+    import sys
+
+    planted, clean = manifests
+    bad = subprocess.run([sys.executable, "-m", "lensnb.gates", str(planted), "--max-rows", "240"], capture_output=True,
+                         text=True, timeout=600)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "core LR" in bad.stdout and "FIRED" in bad.stderr
+    ok = subprocess.run([sys.executable, "-m", "lensnb.gates", str(clean), "--max-rows", "240"], capture_output=True,
+                        text=True, timeout=600)
+    assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -183,3 +183,20 @@ def test_tidal_features_at_their_rate_with_the_host_colours_and_radius():
     assert has.any() and (~has).any()
     np.testing.assert_array_equal(tid[~has], base[~has])
     assert (tid[has].sum(axis=(1, 2, 3)) > base[has].sum(axis=(1, 2, 3))).all()
+
+
+def test_psf_mismatch_options_scale_the_fwhm_and_broaden_the_wings():
+    h = _hosts(6, seed=4)
+    h["host_id"] = np.arange(6)
+    base = populations.get_preset("request")
+    m0, s0, c0 = simulate.simulate_batch(h, 1, base, 3, device="cpu")
+    m1, s1, c1 = simulate.simulate_batch(h, 1, populations.get_preset("request", {"psf_scale": 1.1}), 3, device="cpu")
+    m2, s2, c2 = simulate.simulate_batch(h, 1, populations.get_preset("request", {"psf_moffat_beta": 2.5}), 3, device="cpu")
+    np.testing.assert_allclose(m1["psf_fwhm_used_r"], 1.1 * m0["psf_fwhm_used_r"])
+    assert (m2["psf_moffat_beta"] == 2.5).all() and (m0["psf_moffat_beta"] == 3.5).all()
+    c = STAMP_SIZE // 2
+    core = lambda x: x[:, 1, c - 2:c + 2, c - 2:c + 2].sum(axis=(1, 2))  # noqa: E731
+    assert (core(c1) < core(c0)).all()  # a broader PSF spreads the host's core
+    yy, xx = np.mgrid[:STAMP_SIZE, :STAMP_SIZE] - (STAMP_SIZE - 1) / 2
+    far = np.hypot(xx, yy) > 12
+    assert c2[:, 1, far].sum() > c0[:, 1, far].sum()  # heavier Moffat wings put more light far out

@@ -1,0 +1,169 @@
+"""What can go wrong (Q6): each failure mode measured, with the monitor that detects it.
+
+Every function returns a number with its interval and a monitor verdict against a stated threshold:
+``fires`` (the whole interval beyond the threshold: stop and fix), ``quiet`` (the whole interval on the safe
+side) or ``undecidable`` (the interval straddles it: more data). The gate-artifact demonstrations show what a
+naive gate reports and what lensnb reports instead.
+
+Units: AUROC and TPR are fractions; thresholds are stated where they are used.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import gates
+from .metrics import auroc, fast_auroc
+
+
+def monitor_verdict(lo: float, hi: float, threshold: float, *, bad_above: bool = True) -> str:
+    """``fires`` if the interval lies wholly on the bad side of ``threshold`` (above it when ``bad_above``),
+    ``quiet`` if wholly on the good side, else ``undecidable``."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "undecidable"
+    bad_lo, bad_hi = (lo, hi) if bad_above else (-hi, -lo)
+    t = threshold if bad_above else -threshold
+    if bad_lo > t:
+        return "fires"
+    if bad_hi < t:
+        return "quiet"
+    return "undecidable"
+
+
+def _host_draws(groups, n_boot: int, seed: int):
+    hosts, inv = np.unique(np.asarray(groups), return_inverse=True)
+    members = [np.flatnonzero(inv == h) for h in range(len(hosts))]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield np.concatenate([members[h] for h in rng.integers(0, len(hosts), len(hosts))])
+
+
+def _interval(full: float, boot, level: float = 0.95) -> tuple[float, float, float]:
+    boot = [b for b in boot if np.isfinite(b)]
+    if not boot:
+        return float(full), float("nan"), float("nan")
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boot, [a, 1 - a])
+    return float(full), float(lo), float(hi)
+
+
+def _tpr(y, S, fpr, sub):
+    neg, pos = y == 0, (y == 1) & sub
+    if not neg.any() or not pos.any():
+        return np.nan
+    thr = np.quantile(S[:, neg], 1 - fpr, axis=1, method="higher")
+    return float(np.mean((S[:, pos] > thr[:, None]).mean(axis=1)))
+
+
+def tpr_change(y, S_a, S_b, groups, fpr: float, *, sub_a=None, sub_b=None, n_boot: int = 300, seed: int = 0,
+               level: float = 0.95) -> tuple[float, float, float]:
+    """TPR(b) - TPR(a) at the threshold giving ``fpr`` on each one's negatives, on one test table (``y``,
+    ``groups``) scored twice (``S_a``, ``S_b``: (n_seeds, n)) or with two subsets of positives (``sub_a``,
+    ``sub_b``); seeds averaged; one host bootstrap for both, so what they share cancels."""
+    y = np.asarray(y)
+    S_a, S_b = np.atleast_2d(np.asarray(S_a, float)), np.atleast_2d(np.asarray(S_b, float))
+    sa = np.ones(len(y), bool) if sub_a is None else np.asarray(sub_a, bool)
+    sb = np.ones(len(y), bool) if sub_b is None else np.asarray(sub_b, bool)
+
+    def stat(i):
+        return _tpr(y[i], S_b[:, i], fpr, sb[i]) - _tpr(y[i], S_a[:, i], fpr, sa[i])
+
+    full = stat(np.arange(len(y)))
+    return _interval(full, (stat(i) for i in _host_draws(groups, n_boot, seed)), level)
+
+
+def auroc_change(y, S_a, S_b, groups, *, n_boot: int = 300, seed: int = 0) -> tuple[float, float, float]:
+    """AUROC(b) - AUROC(a) on one test table scored twice (seeds averaged, joint host bootstrap)."""
+    from .metrics import seeded_difference
+
+    d = seeded_difference(y, S_a, groups, y, S_b, groups, n_boot=n_boot, seed=seed)
+    return d.estimate, d.ci_low, d.ci_high
+
+
+def memorisation_gap(y_seen, S_seen, g_seen, y_unseen, S_unseen, g_unseen, *, n_boot: int = 300,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """AUROC on new injections into the training hosts minus AUROC on unseen hosts (seeds averaged; the two
+    sets' hosts are resampled in one bootstrap)."""
+    from .metrics import seeded_difference
+
+    d = seeded_difference(y_unseen, S_unseen, g_unseen, y_seen, S_seen, g_seen, n_boot=n_boot, seed=seed)
+    return d.estimate, d.ci_low, d.ci_high
+
+
+# --------------------------------------------------------------------------- gate artifacts, on purpose
+def one_class_slice(y_manifest_order, n_first: int) -> dict:
+    """A gate computed on the first ``n_first`` rows of a manifest written positives-first holds one class.
+    Returns what a naive rank statistic reports (0.5 by the tie convention of ``metrics.auroc``) and lensnb's
+    refusal message (``gates.check_gate_input``)."""
+    y = np.asarray(y_manifest_order)[:n_first]
+    naive = auroc(y, np.zeros(len(y))) if len(np.unique(y)) == 2 else 0.5
+    try:
+        gates.check_gate_input(y, np.arange(len(y)))
+        refusal = ""
+    except ValueError as exc:
+        refusal = str(exc)
+    return {"classes in the slice": int(len(np.unique(y))), "naive AUROC": float(naive), "lensnb": refusal}
+
+
+def in_sample_optimism(X, y, groups, *, n_boot: int = 300, seed: int = 0) -> dict:
+    """A logistic-regression gate fitted and scored on the same rows against the same gate cross-validated
+    with host-grouped folds: the AUROCs and their difference (the optimism) with a host-bootstrap interval of
+    the difference (scores held fixed)."""
+    X, y = np.asarray(X, float), np.asarray(y)
+    clf = gates._classifier("lr", 1.0, seed)
+    s_in = clf.fit(X, y).decision_function(X)
+    s_cv = gates.grouped_cv_scores(X, y, groups, seed=seed)
+    return _two_scores(y, s_in, s_cv, groups, n_boot, seed, ("fitted and scored on the same rows", "host-grouped CV"))
+
+
+def ungrouped_cv_optimism(X, y, groups, *, n_folds: int = 5, n_boot: int = 300, seed: int = 0) -> dict:
+    """The same gate cross-validated with folds that ignore hosts (rows of one host on both sides) against
+    host-grouped folds: their AUROCs and the difference (the optimism)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    X, y = np.asarray(X, float), np.asarray(y)
+    s_un = np.empty(len(y))
+    for fit, test in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(X, y):
+        clf = gates._classifier("lr", 1.0, seed)
+        clf.fit(X[fit], y[fit])
+        s_un[test] = clf.decision_function(X[test])
+    s_cv = gates.grouped_cv_scores(X, y, groups, n_folds=n_folds, seed=seed)
+    return _two_scores(y, s_un, s_cv, groups, n_boot, seed, ("folds ignoring hosts", "host-grouped CV"))
+
+
+def _two_scores(y, s_naive, s_right, groups, n_boot, seed, names):
+    a_naive, a_right = auroc(y, s_naive), auroc(y, s_right)
+
+    def stat(i):
+        yi = y[i]
+        if len(np.unique(yi)) < 2:
+            return np.nan
+        return float(fast_auroc(yi, s_naive[i][None])[0] - fast_auroc(yi, s_right[i][None])[0])
+
+    d, lo, hi = _interval(a_naive - a_right, (stat(i) for i in _host_draws(groups, n_boot, seed)))
+    return {names[0]: a_naive, names[1]: a_right, "optimism": d, "ci_low": lo, "ci_high": hi}
+
+
+def null_labels_by_host(groups, seed: int) -> np.ndarray:
+    """Labels with no signal: each host gets one class at random (half the hosts each), as an unpaired
+    design's pools would, but drawn without regard to anything in the images."""
+    hosts, inv = np.unique(np.asarray(groups), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(len(hosts), int)
+    lab[rng.permutation(len(hosts))[: len(hosts) // 2]] = 1
+    return lab[inv]
+
+
+def imbalanced_pools(props: pd.DataFrame, column: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A planted confounder: split hosts into a positive pool (the worse half by ``column``, e.g. PSF FWHM)
+    and a negative pool (the better half). Returns (positive hosts, negative hosts)."""
+    order = props.sort_values(column, kind="stable").index.to_numpy()
+    half = len(order) // 2
+    return order[half:], order[:half]
+
+
+def register_row(risk: str, mechanism: str, measure: str, value, lo, hi, monitor: str, threshold: str, verdict: str,
+                 action: str) -> dict:
+    """One row of the risk register."""
+    return {"risk": risk, "mechanism": mechanism, "measured": measure, "value": value, "ci_low": lo, "ci_high": hi,
+            "monitor": monitor, "threshold": threshold, "verdict": verdict, "if it fires": action}

@@ -1,0 +1,82 @@
+"""Each risk monitor of the failure-mode chapter (lensnb.risks) trips on a planted risk and stays quiet without it."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from lensnb import risks
+
+
+def test_monitor_verdict_reads_the_whole_interval():
+    assert risks.monitor_verdict(0.06, 0.1, 0.05) == "fires"
+    assert risks.monitor_verdict(-0.02, 0.04, 0.05) == "quiet"
+    assert risks.monitor_verdict(0.01, 0.09, 0.05) == "undecidable"
+    assert risks.monitor_verdict(-0.3, -0.15, -0.1, bad_above=False) == "fires"
+    assert risks.monitor_verdict(-0.05, 0.02, -0.1, bad_above=False) == "quiet"
+    assert risks.monitor_verdict(np.nan, 0.2, 0.05) == "undecidable"
+
+
+def _scores(n, shift, rng):
+    y = np.r_[np.ones(n, int), np.zeros(n, int)]
+    return y, np.r_[rng.normal(shift, 1, n), rng.normal(0, 1, n)]
+
+
+def test_memorisation_gap_trips_on_planted_memorisation_only():
+    rng = np.random.default_rng(0)
+    y, s_unseen = _scores(400, 1.0, rng)
+    g = np.arange(800)
+    y2, s_seen_mem = _scores(400, 3.0, rng)  # much easier on the training hosts: memorised
+    y3, s_seen_ok = _scores(400, 1.0, rng)
+    mem = risks.memorisation_gap(y2, s_seen_mem, g + 1000, y, s_unseen, g, n_boot=200)
+    ok = risks.memorisation_gap(y3, s_seen_ok, g + 1000, y, s_unseen, g, n_boot=200)
+    assert risks.monitor_verdict(mem[1], mem[2], 0.05) == "fires"
+    assert risks.monitor_verdict(ok[1], ok[2], 0.05) != "fires" and abs(ok[0]) < 0.05
+
+
+def test_tpr_change_detects_a_completeness_loss_and_not_a_null():
+    rng = np.random.default_rng(1)
+    y, s = _scores(1000, 2.5, rng)
+    g = np.arange(len(y))
+    worse = s.copy()
+    worse[y == 1] -= 1.5  # the same lenses scored lower: completeness drops
+    d = risks.tpr_change(y, s, worse, g, 0.01, n_boot=100)
+    assert risks.monitor_verdict(d[1], d[2], -0.1, bad_above=False) == "fires"
+    same = risks.tpr_change(y, s, s, g, 0.01, n_boot=50)
+    assert same == (0.0, 0.0, 0.0)
+    # subsets: small-theta lenses planted fainter
+    small = (y == 1) & (np.arange(len(y)) % 2 == 0)
+    s2 = s.copy()
+    s2[small] -= 2.0
+    t = risks.tpr_change(y, s2, s2, g, 0.01, sub_a=(y == 1) & ~small, sub_b=small, n_boot=100)
+    assert t[0] < -0.3 and t[2] < 0
+
+
+def test_naive_gates_are_optimistic_on_labels_with_no_signal():
+    rng = np.random.default_rng(2)
+    hosts = np.repeat(np.arange(60), 5)
+    host_feat = rng.normal(0, 1, (60, 30))
+    X = host_feat[hosts] + 0.05 * rng.normal(0, 1, (len(hosts), 30))  # a host's rows are near-identical
+    y = risks.null_labels_by_host(hosts, 0)
+    assert y.sum() == 150 and all(len(set(y[hosts == h])) == 1 for h in range(60))
+    ins = risks.in_sample_optimism(X, y, hosts, n_boot=100)
+    ung = risks.ungrouped_cv_optimism(X, y, hosts, n_boot=100)
+    assert ins["fitted and scored on the same rows"] > 0.8 and ung["folds ignoring hosts"] > 0.9
+    assert abs(ins["host-grouped CV"] - 0.5) < 0.15
+    assert ins["ci_low"] > 0.05 and ung["ci_low"] > 0.05
+    # with independent rows (no host structure), ungrouped folds are not optimistic
+    Xi = rng.normal(0, 1, (len(hosts), 30))
+    ok = risks.ungrouped_cv_optimism(Xi, y, hosts, n_boot=100)
+    assert abs(ok["optimism"]) < 0.1
+
+
+def test_one_class_slice_is_refused():
+    y = np.r_[np.ones(100, int), np.zeros(100, int)]
+    r = risks.one_class_slice(y, 50)
+    assert r["classes in the slice"] == 1 and r["naive AUROC"] == 0.5 and "only class [1]" in r["lensnb"]
+    ok = risks.one_class_slice(np.tile([1, 0], 100), 50)
+    assert ok["lensnb"] == "" and ok["classes in the slice"] == 2
+
+
+def test_imbalanced_pools_split_by_the_column():
+    props = pd.DataFrame({"psf_fwhm_used_r": np.arange(10.0)}, index=[f"h{i}" for i in range(10)])
+    pos, neg = risks.imbalanced_pools(props, "psf_fwhm_used_r", 0)
+    assert set(pos) == {f"h{i}" for i in range(5, 10)} and set(neg) == {f"h{i}" for i in range(5)}
