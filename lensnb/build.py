@@ -190,8 +190,13 @@ def build_key(nb_path: Path, params: dict, profile_name: str) -> str:
             for f in sorted(p.rglob("*.parquet")) if p.is_dir() else [p]:
                 st = f.stat()
                 h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
-    for path in imported_modules(nb):
+    mods = imported_modules(nb)
+    for path in mods:
         h.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes())
+    if any(p.name == "answers.py" for p in mods):  # the answers page reads the other chapters' results
+        for other in chapter_notebooks(nb_path.parent):
+            if other.name != nb_path.name:
+                h.update(other.name.encode() + b"\0" + (stored_key(config.CHAPTERS_DIR / other.name) or "").encode())
     for path in sorted((PACKAGE_DIR / "data").glob("*")):  # package data (e.g. the literature table)
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()

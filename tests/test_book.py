@@ -71,6 +71,16 @@ def test_book_builds_with_every_chapter(built):
         assert "injected-parameters" not in text and "Parameters (papermill)" not in text  # parameter cells hidden
 
 
+def test_the_answers_page_is_the_first_page(built):
+    html = built / "book" / "_build" / "html"
+    assert "chapters/10_answers.html" in (html / "index.html").read_text()
+    page = (html / "chapters" / "10_answers.html").read_text()
+    for q in ("Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "E1–E4", "What to do next"):
+        assert q in page, q
+    g = _glued(built / "book" / "chapters" / "10_answers.ipynb", "text/markdown")
+    assert "Every value was found." in g["ans_missing"], g["ans_missing"]
+
+
 def test_second_build_executes_nothing(built):
     proc, dt = _build(built, "book", "--profile", "smoke")
     assert proc.returncode == 0

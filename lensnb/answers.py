@@ -1,0 +1,301 @@
+"""The answers page: Q1–Q7, E1–E4 and the recommendation, composed from the executed chapters' results.
+
+Nothing here holds a number or a verdict of its own. :func:`collect` reads what each executed chapter glued
+(``book/chapters/NN_*.ipynb``); :func:`compose` turns those values into the page's sentences, choosing each
+direction word ("passes", "does not remove", "higher") from the values, so a changed upstream result changes
+the sentence. A missing chapter or key gives a sentence that says so, never a made-up value.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+
+CHAPTERS = ("01_geometry", "02_data", "03_pools", "04_training", "05_gates", "06_sample_size", "07_literature",
+            "08_alternatives", "09_failure_modes")
+
+
+def _value(data: dict):
+    for mime in ("application/papermill.record/text/markdown", "text/markdown"):
+        if mime in data:
+            v = data[mime]
+            return "".join(v) if isinstance(v, list) else v
+    for mime in ("application/papermill.record/text/plain", "text/plain"):
+        if mime in data:
+            v = data[mime]
+            v = "".join(v) if isinstance(v, list) else v
+            try:
+                return ast.literal_eval(v)
+            except (ValueError, SyntaxError):
+                return v
+    return None
+
+
+def glued(path) -> dict:
+    """Every value an executed chapter glued: numbers as numbers, text and markdown as strings."""
+    nb = json.loads(Path(path).read_text())
+    out = {}
+    for cell in nb.get("cells", []):
+        for o in cell.get("outputs", []):
+            key = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if key:
+                v = _value(o.get("data", {}))
+                if v is not None:
+                    out[key] = v
+    return out
+
+
+def collect(chapters_dir) -> dict[str, dict]:
+    """{chapter: glued values} for every executed chapter found in ``chapters_dir``."""
+    d = Path(chapters_dir)
+    return {c: glued(d / f"{c}.ipynb") for c in CHAPTERS if (d / f"{c}.ipynb").exists()}
+
+
+class _G:
+    """Lookups that remember what was missing."""
+
+    def __init__(self, g: dict):
+        self.g, self.missing = g, []
+
+    def __call__(self, chapter: str, key: str, default=None):
+        if key not in self.g.get(chapter, {}):
+            if f"{chapter}::{key}" not in self.missing:
+                self.missing.append(f"{chapter}::{key}")
+            return default
+        return self.g[chapter][key]
+
+    def has(self, chapter: str, *keys) -> bool:
+        return all(k in self.g.get(chapter, {}) for k in keys)
+
+
+def _enough(need: str, have: int):
+    """Whether ``have`` test hosts meet a need such as "about 160 test hosts" or "more than 80 test hosts"
+    (True / False, or None when the text holds no number)."""
+    import re
+
+    m = re.search(r"(\d[\d,]*)", need)
+    if not m:
+        return None
+    n = int(m.group(1).replace(",", ""))
+    return have > n if need.startswith("more than") else have >= n
+
+
+def _sentences(*parts) -> str:
+    """Join text fragments as sentences: each starts with a capital and ends with a full stop."""
+    out = []
+    for p in parts:
+        p = str(p or "").strip()
+        if not p or p.endswith(": "):
+            continue
+        p = p[0].upper() + p[1:]
+        out.append(p if p.endswith((".", "!", "?")) else p + ".")
+    return " ".join(out)
+
+
+def _ci(v, lo, hi, d=3) -> str:
+    from .metrics import format_interval
+
+    return format_interval(v, lo, hi, d)
+
+
+def _strip(s) -> str:
+    return str(s).strip().strip("'").strip()
+
+
+def compose(g: dict, *, source: str = "the simulator") -> dict:
+    """The page's parts from the chapters' glued values ``g`` ({chapter: {key: value}}): ``q`` (Q1–Q7: dicts with
+    verdict, evidence, confidence, where), ``e_rows`` (E1–E4), ``recommendation`` (ordered list), ``headline``
+    (one sentence) and ``missing`` (keys not found)."""
+    G = _G(g)
+    q = {}
+    # ---- Q1: the unpaired design
+    e4v = _strip(G("03_pools", "unpaired_e4_verdict", "")) if G.has("03_pools", "unpaired_e4_verdict") else ""
+    h1 = G("03_pools", "h1_text", "")
+    if e4v == "shortcut":
+        v1 = "No. Disjoint LRG pools do not break the core shortcut: a classifier reading only the central pixels still separates the classes."
+        c1 = "decided"
+    elif e4v == "no shortcut":
+        v1 = "Yes, as far as the core gate can tell: on disjoint pools the central pixels no longer separate the classes."
+        c1 = "decided"
+    else:
+        v1 = "Undecided at this size: the core gate's interval straddles its threshold."
+        c1 = "undecidable at this size"
+    un = _strip(G("08_alternatives", "alt_unpaired_raw_shortcut", "")) if G.has("08_alternatives", "alt_unpaired_raw_shortcut") else ""
+    ev1 = f"{G('03_pools', 'e4_text', '')} {h1}".strip()
+    if un:
+        ev1 += f" On the realistic (`physical`) data of the alternatives chapter, the proposal's core gates say: {un}."
+    q["Q1"] = {"question": "Is the unpaired design sound?", "verdict": v1, "evidence": ev1, "confidence": c1,
+               "where": "pools chapter, core gates per design; alternatives chapter, ranked table"}
+    # ---- Q2: balancing
+    hp = G("03_pools", "hostprop_text", "")
+    bal = G("03_pools", "balance_text", "")
+    hpv = _strip(G("05_gates", "g_host_properties_unpaired_verdict", "")) if G.has("05_gates", "g_host_properties_unpaired_verdict") else ""
+    planted = _strip(G("09_failure_modes", "fm_conf_planted_monitor", "")) if G.has("09_failure_modes", "fm_conf_planted_monitor") else ""
+    rand_t = _strip(G("09_failure_modes", "fm_conf_random_text", "")) if G.has("09_failure_modes", "fm_conf_random_text") else ""
+    plant_t = _strip(G("09_failure_modes", "fm_conf_planted_text", "")) if G.has("09_failure_modes", "fm_conf_planted_text") else ""
+    parts = []
+    if hpv:
+        parts.append({"shortcut": "on the proposal's random pools, host properties alone already separate the classes",
+                      "no shortcut": "on the proposal's random pools, host properties alone do not separate the classes",
+                      }.get(hpv, "whether host properties alone separate the proposal's random pools is undecidable at "
+                                 "this size"))
+    if planted:
+        parts.append("a planted difference in seeing between the pools is " +
+                     ("caught by the survey-conditions gate" if planted == "fires" else "not caught at this size"))
+    v2 = ("Check balance with a gate on host properties and survey conditions (PSF, depth, redshift, brightness, sky "
+          "position), not by comparing histograms: " + "; ".join(parts) + ".") if parts else "Not measured."
+    ev2 = f"{bal} {hp}".strip()
+    if rand_t:
+        ev2 += f" Survey-conditions gate: random pools {rand_t}; pools split by seeing {plant_t}."
+    q["Q2"] = {"question": "What property balancing is critical?", "verdict": v2, "evidence": ev2,
+               "confidence": f"host-property gate on the proposal's pools: {hpv}" if hpv else "", "where": "pools chapter, balance and host-property gate; failure-modes chapter, "
+                                                 "pool confounder rows"}
+    # ---- Q3: sample size
+    need_gap, need_core = G("06_sample_size", "need_gap", ""), G("06_sample_size", "need_core", "")
+    memo = G("06_sample_size", "memo_text", "")
+    crit1 = G("04_training", "crit1_text", "")
+    n_eff = G("06_sample_size", "n_eff_req")
+    deff = G("06_sample_size", "emp_deff_req")
+    req = G("06_sample_size", "req_test_hosts")
+    if need_gap and req is not None:
+        enough = [_enough(_strip(n), int(req)) for n in (need_gap, need_core)]
+        head = ("No: the request's test set is too small for the decisions it wants to make" if False in enough else
+                "Yes, for the test decisions: the request's test set suffices" if all(enough) else
+                "Partly")
+        v3 = (f"{head}. Deciding the E3 − E2 criterion needs {_strip(need_gap)} and the core gate "
+              f"{_strip(need_core)}; the request has {int(req)}.")
+    else:
+        v3 = "Not measured."
+    ev3 = crit1
+    if n_eff is not None and deff is not None:
+        ev3 += (f" Injections into one host are correlated: at the request's injections per host the design effect is "
+                f"{float(deff):.2f}, so its images count as about {float(n_eff):.0f} independent ones.")
+    ev3 += f" {memo}"
+    q["Q3"] = {"question": "Is our sample size sufficient?", "verdict": v3, "evidence": ev3.strip(),
+               "confidence": "decided (power computed from the measured spread)",
+               "where": "sample-size chapter, power and learning curves"}
+    # ---- Q4: gates
+    said = []
+    for gname, key in (("core LR", "g_core_LR_unpaired_verdict"), ("nonlinear core", "g_nonlinear_core_unpaired_verdict"),
+                       ("host properties", "g_host_properties_unpaired_verdict")):
+        if G.has("05_gates", key):
+            said.append(f"{gname}: {_strip(G('05_gates', key))}")
+    v4q = ("Run the core gates (linear and nonlinear, two-sided), a host-property gate, a null injection judged "
+           "against chance, and model-level masking of the core and of the arc, each with host-grouped "
+           "cross-validation and a host-bootstrap interval. On the proposal's pools they say: " + "; ".join(said) + ".") \
+        if said else "Not measured."
+    q["Q4"] = {"question": "What additional gates should we run?", "verdict": v4q,
+               "evidence": _sentences(f"Null checks: {G('05_gates', 'null_text', '')}",
+                                      f"Planted defects: {G('05_gates', 'spoil_text', '')}",
+                                      G("05_gates", "core_rel_text", ""), _strip(G("05_gates", "occ_reading", ""))),
+               "confidence": "decided where a gate's interval clears its threshold",
+               "where": "shortcut-gates chapter; failure-modes chapter, monitor list"}
+    # ---- Q5: alternatives
+    fav = G("08_alternatives", "alt_favoured_text", "")
+    q["Q5"] = {"question": "Alternative approaches?", "verdict": _strip(fav) or "Not measured.",
+               "evidence": str(G("08_alternatives", "alt_brightness_text", "")),
+               "confidence": _strip(G("08_alternatives", "alt_favoured_shortcut", "")) or "",
+               "where": "alternatives chapter, ranked table and summary figure"}
+    # ---- Q6: failure modes
+    n_fire, n_r = G("09_failure_modes", "fm_n_fire"), G("09_failure_modes", "fm_n_risks")
+    fired = _strip(G("09_failure_modes", "fm_fired", ""))
+    if n_fire is not None and n_r is not None:
+        v6 = (f"{int(n_fire)} of {int(n_r)} measured risks fire on these data: {fired}." if int(n_fire) else
+              f"None of {int(n_r)} measured risks fires on these data.")
+    else:
+        v6 = "Not measured."
+    q["Q6"] = {"question": "What could go wrong?", "verdict": v6,
+               "evidence": f"{G('09_failure_modes', 'fm_n_undecidable', 0)} more are undecidable at this size.",
+               "confidence": "per risk, in the register", "where": "failure-modes chapter, the register"}
+    # ---- Q7: literature
+    nd = G("07_literature", "n_host_disjoint")
+    nr = G("07_literature", "n_pos_real")
+    nneg = G("07_literature", "n_neg_real")
+    nf = G("07_literature", "n_finders")
+    if nd is not None and nf is not None:
+        v7 = (f"No published finder among the {int(nf)} read states that it kept arc hosts out of its negatives, the "
+              f"proposal's defining step." if int(nd) == 0 else
+              f"{int(nd)} of the {int(nf)} finders read state that arc hosts were kept out of the negatives.")
+        ev7 = (f"{int(nr)} train on real lenses ({_strip(G('07_literature', 'cites_pos_real', ''))}); {int(nneg)} take "
+               f"real survey galaxies as negatives.") if nr is not None and nneg is not None else ""
+    else:
+        v7, ev7 = "Not measured.", ""
+    q["Q7"] = {"question": "Literature precedent?", "verdict": v7, "evidence": ev7,
+               "confidence": "as far as the verified literature table goes", "where": "literature chapter"}
+
+    # ---- E1–E4
+    e_rows = []
+    for e, what, crit in (("E1", "paired → paired test", "current performance (no criterion)"),
+                          ("E2", "unpaired → unpaired test", "AUROC > 0.80"),
+                          ("E3", "unpaired → paired test", "|E3 − E2| < 0.05")):
+        if G.has("04_training", f"{e}_auroc", f"{e}_ci_low", f"{e}_ci_high"):
+            m = _ci(G("04_training", f"{e}_auroc"), G("04_training", f"{e}_ci_low"), G("04_training", f"{e}_ci_high"))
+        else:
+            m = "not measured"
+        v = {"E1": "—", "E2": _strip(G("04_training", "crit0_verdict", "—")),
+             "E3": _strip(G("04_training", "crit1_verdict", "—"))}[e]
+        e_rows.append({"experiment": e, "as defined": what, "measured (AUROC, 95% CI)": m, "criterion": crit, "verdict": v})
+    if G.has("03_pools", "core_LR_unpaired_auroc"):
+        m4 = _ci(G("03_pools", "core_LR_unpaired_auroc"), G("03_pools", "core_LR_unpaired_ci_low"),
+                 G("03_pools", "core_LR_unpaired_ci_high"))
+        v4 = {"shortcut": "fail", "no shortcut": "pass"}.get(e4v, "undecidable")
+    else:
+        m4, v4 = "not measured", "—"
+    e_rows.append({"experiment": "E4", "as defined": "core-only LR on the unpaired training data",
+                   "measured (AUROC, 95% CI)": m4, "criterion": "AUROC < 0.65", "verdict": v4})
+    gap_note = ""
+    if G.has("04_training", "w_bound", "gap", "gap_lo", "gap_hi"):
+        gap_note = (f"What E3 − E2 can detect: for a model that scores one image at a time, E3 − E2 compares two "
+                    f"samplings of the same test hosts, so its expected value is bounded by "
+                    f"{float(G('04_training', 'w_bound')):.3f} whatever the model learned: the criterion measures test-set "
+                    f"noise, not the shortcut. Measured: {_ci(G('04_training', 'gap'), G('04_training', 'gap_lo'), G('04_training', 'gap_hi'))} (90%).")
+
+    # ---- recommendation
+    rec = []
+    if v4 == "fail" or e4v == "shortcut":
+        rec.append("Do not run the proposal as written: its own shortcut criterion (E4) fails on these data, and "
+                   "E3 − E2 cannot detect a shortcut.")
+    elif v4 == "pass":
+        rec.append("The proposal's own shortcut criterion (E4) passes on these data; run it with the gates below.")
+    else:
+        rec.append("The proposal's shortcut criterion (E4) is undecidable at this size; enlarge the test before "
+                   "acting on it.")
+    fav_name = _strip(G("08_alternatives", "alt_favoured_name", "")) if G.has("08_alternatives", "alt_favoured_name") else ""
+    fav_sc = _strip(G("08_alternatives", "alt_favoured_shortcut", "")) if G.has("08_alternatives", "alt_favoured_shortcut") else ""
+    fav_label = _strip(G("08_alternatives", "alt_favoured", "")) if G.has("08_alternatives", "alt_favoured") else ""
+    if fav_name and fav_sc == "removes the core shortcut":
+        rec.append(f"Train instead the design the alternatives chapter favours, **{fav_label}**: the only kind of design "
+                   "there whose core gates find no shortcut in its own input, ranked first by completeness.")
+    elif fav_name:
+        rec.append(f"No design tried removes the core shortcut by the gates' standard on these data; the first in the "
+                   f"alternatives chapter's ranking is **{fav_label}** ({fav_sc}). Compare the designs again on the "
+                   "team's data and real lenses before adopting one.")
+    rec.append("Run the monitors on every training set and model, with the thresholds in the failure-modes "
+               "chapter (`python -m lensnb.gates PATH [--model CHECKPOINT]`).")
+    if need_gap:
+        rec.append(f"Size the test by the power analysis: {_strip(need_gap)} to decide E3 − E2, {_strip(need_core)} "
+                   f"for the core gate.")
+    rec.append("Before trusting any simulation-trained completeness, run the realism probe on real lens candidates "
+               "(`DATA_REAL=`).")
+    headline = rec[0]
+    return {"q": q, "e_rows": e_rows, "gap_note": gap_note, "recommendation": rec, "headline": headline,
+            "missing": G.missing, "source": source}
+
+
+def design_points(g: dict) -> list[dict]:
+    """Per design of the alternatives chapter (in its ranked order): label, AUROC and core-gate intervals."""
+    a = g.get("08_alternatives", {})
+    names = [n.strip() for n in _strip(a.get("alt_ranked_names", "")).split(",") if n.strip()]
+    out = []
+    for n in names:
+        if f"alt_{n}_core" not in a:
+            continue
+        out.append({"name": n, "label": _strip(a.get(f"alt_{n}_label", n)), "shortcut": _strip(a.get(f"alt_{n}_shortcut", "")),
+                    **{k: float(a[f"alt_{n}_{k}"]) for k in ("auroc", "lo", "hi", "core", "core_lo", "core_hi")}})
+    return out
+
+
+def is_finite(*v) -> bool:
+    return all(v_ is not None and np.isfinite(float(v_)) for v_ in v)

@@ -1,0 +1,71 @@
+"""The answers page's sentences come from the chapters' results: change an upstream value and the sentence follows."""
+import copy
+
+from lensnb import answers
+
+
+def _g():
+    return {
+        "03_pools": {"unpaired_e4_verdict": "shortcut", "core_LR_unpaired_auroc": 0.87, "core_LR_unpaired_ci_low": 0.77,
+                     "core_LR_unpaired_ci_high": 0.96, "e4_text": "The core LR gate gives 0.870.", "h1_text": "",
+                     "hostprop_text": "", "balance_text": ""},
+        "04_training": {"E1_auroc": 0.9, "E1_ci_low": 0.85, "E1_ci_high": 0.95, "E2_auroc": 0.85, "E2_ci_low": 0.82,
+                        "E2_ci_high": 0.9, "E3_auroc": 0.86, "E3_ci_low": 0.8, "E3_ci_high": 0.92, "crit0_verdict": "pass",
+                        "crit1_verdict": "undecidable", "crit1_text": "", "w_bound": 0.05, "gap": 0.01, "gap_lo": -0.05,
+                        "gap_hi": 0.07},
+        "05_gates": {"g_host_properties_unpaired_verdict": "no shortcut", "g_core_LR_unpaired_verdict": "shortcut"},
+        "06_sample_size": {"need_gap": "120 test hosts", "need_core": "30 test hosts", "req_test_hosts": 40},
+        "07_literature": {"n_host_disjoint": 0, "n_finders": 33, "n_pos_real": 5, "n_neg_real": 8, "cites_pos_real": "A; B"},
+        "08_alternatives": {"alt_favoured_text": "X ranks first.", "alt_favoured_name": "unpaired_raw_residual",
+                            "alt_favoured": "unpaired, raw + residual", "alt_favoured_shortcut": "removes the core shortcut"},
+        "09_failure_modes": {"fm_n_fire": 2, "fm_n_risks": 14, "fm_fired": "*a*, *b*", "fm_n_undecidable": 3,
+                             "fm_conf_planted_monitor": "fires"},
+    }
+
+
+def test_q1_and_the_headline_follow_the_e4_gate():
+    g = _g()
+    r = answers.compose(g)
+    assert r["q"]["Q1"]["verdict"].startswith("No.") and r["headline"].startswith("Do not run the proposal")
+    assert [e["verdict"] for e in r["e_rows"]] == ["—", "pass", "undecidable", "fail"]
+    g2 = copy.deepcopy(g)
+    g2["03_pools"]["unpaired_e4_verdict"] = "no shortcut"
+    r2 = answers.compose(g2)
+    assert r2["q"]["Q1"]["verdict"].startswith("Yes") and "passes" in r2["headline"]
+    assert r2["e_rows"][3]["verdict"] == "pass"
+    g2["03_pools"]["unpaired_e4_verdict"] = "undecidable"
+    assert answers.compose(g2)["q"]["Q1"]["verdict"].startswith("Undecided")
+
+
+def test_sample_size_verdict_compares_need_with_the_request():
+    g = _g()
+    assert answers.compose(g)["q"]["Q3"]["verdict"].startswith("No: the request's test set is too small")
+    g["06_sample_size"]["need_gap"] = "30 test hosts"
+    assert answers.compose(g)["q"]["Q3"]["verdict"].startswith("Yes")
+    g["06_sample_size"]["need_core"] = "more than 40 test hosts"
+    assert answers.compose(g)["q"]["Q3"]["verdict"].startswith("No")
+
+
+def test_other_answers_follow_their_chapters():
+    g = _g()
+    r = answers.compose(g)
+    assert r["q"]["Q6"]["verdict"] == "2 of 14 measured risks fire on these data: *a*, *b*."
+    assert "do not separate the classes" in r["q"]["Q2"]["verdict"] and "caught by" in r["q"]["Q2"]["verdict"]
+    assert "No published finder among the 33" in r["q"]["Q7"]["verdict"]
+    assert any("**unpaired, raw + residual**" in x for x in r["recommendation"])
+    g["09_failure_modes"]["fm_n_fire"] = 0
+    g["05_gates"]["g_host_properties_unpaired_verdict"] = "shortcut"
+    g["07_literature"]["n_host_disjoint"] = 2
+    g["08_alternatives"]["alt_favoured_shortcut"] = "undecidable at this size"
+    r = answers.compose(g)
+    assert r["q"]["Q6"]["verdict"].startswith("None of 14")
+    assert "already separate the classes" in r["q"]["Q2"]["verdict"]
+    assert r["q"]["Q7"]["verdict"].startswith("2 of the 33")
+    assert any(x.startswith("No design tried removes") for x in r["recommendation"])
+    assert "06_sample_size::memo_text" in r["missing"] and "04_training::E1_auroc" not in r["missing"]
+
+
+def test_missing_chapters_are_reported_not_invented():
+    r = answers.compose({})
+    assert r["q"]["Q6"]["verdict"] == "Not measured." and r["e_rows"][0]["measured (AUROC, 95% CI)"] == "not measured"
+    assert "06_sample_size::need_gap" in r["missing"]
