@@ -195,6 +195,13 @@ def test_real_lens_route_runs_on_a_team_format_directory(tmp_path_factory):
     assert "your real lenses and non-lenses" in g["alt_real_text"] and "real_lenses" in g["alt_real_text"]
     assert "30 lenses and 30 non-lenses" in g["alt_real_text"]
     assert "stand-in" not in g["alt_real_text"]
+    # the failure-mode chapter's realism probe reads the same real lenses
+    proc, _ = _build(root, "nb", "09_failure_modes", "--profile", "smoke", "--data-real", str(real), "--no-book")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    g9 = _glued(root / "book" / "chapters" / "09_failure_modes.ipynb", "text/markdown")
+    assert g9["fm_real_name"] == "your real lenses"
+    reg = g9["fm_register"]
+    assert "sim-to-real gap: domain probe on network features" in reg and "recall on real lenses" in reg
     # a manifest without labels stops the build before anything runs, naming the file and the column
     bad = root / "bad_real"
     bad.mkdir()
