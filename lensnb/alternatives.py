@@ -299,13 +299,25 @@ def shortcut_verdict(verdicts) -> str:
 
 VERDICT_ORDER = {"removes the core shortcut": 0, "undecidable at this size": 1, "does not remove it": 2}
 
+#: A design "loses the lenses" when the whole interval of its AUROC change from the proposal lies below minus this
+#: margin (the request's own tolerance for E3 − E2): removing the shortcut by removing the signal is no remedy.
+LOSS_MARGIN = 0.05
 
-def rank(table: pd.DataFrame, metric: str = "tpr") -> pd.DataFrame:
-    """Rank candidates: first by the shortcut verdict (removes < undecidable < does not), then by ``metric``
-    (descending). Adds a ``rank`` column (1 = first)."""
+
+def keeps_lenses(diff_high: float, margin: float = LOSS_MARGIN) -> bool:
+    """False when the upper end of a design's AUROC-change interval (design − proposal) is below ``-margin``."""
+    return not (np.isfinite(diff_high) and diff_high < -margin)
+
+
+def rank(table: pd.DataFrame, metric: str = "tpr", margin: float = LOSS_MARGIN) -> pd.DataFrame:
+    """Rank candidates: designs that keep the lenses (``keeps_lenses`` of ``diff_high``) before those that lose them;
+    within each, by the shortcut verdict (removes < undecidable < does not), then by ``metric`` (descending). Adds
+    ``keeps lenses`` and ``rank`` (1 = first) columns."""
     t = table.copy()
+    t["keeps lenses"] = [keeps_lenses(h, margin) for h in t["diff_high"]]
+    t["_k"] = (~t["keeps lenses"]).astype(int)
     t["_v"] = t["shortcut"].map(VERDICT_ORDER).fillna(3)
-    t = t.sort_values(["_v", metric], ascending=[True, False], kind="stable").drop(columns="_v")
+    t = t.sort_values(["_k", "_v", metric], ascending=[True, True, False], kind="stable").drop(columns=["_k", "_v"])
     t.insert(0, "rank", np.arange(1, len(t) + 1))
     return t.reset_index(drop=True)
 
@@ -624,20 +636,14 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
         summary.append(row)
         f0 = fprs[0]
         if resolvable_fpr(n_neg, f0):
-            for level in bins.categories:
-                sel = np.asarray(bins == level)
-                if (sel & (prim.y == 1)).sum() < 10:
-                    continue
-                e, lo, hi = tpr_at_fpr(prim.y, S, prim.hosts, f0, n_boot=n_boot, seed=seed, subset=sel)
-                theta_rows.append({"candidate": c.name, "bin": level, "positives": int((sel & (prim.y == 1)).sum()),
-                                   "tpr": e, "ci_low": lo, "ci_high": hi})
-            for level in snr_bin.categories:
-                sel = np.asarray(snr_bin == level)
-                if (sel & (prim.y == 1)).sum() < 10:
-                    continue
-                e, lo, hi = tpr_at_fpr(prim.y, S, prim.hosts, f0, n_boot=n_boot, seed=seed, subset=sel)
-                snr_rows.append({"candidate": c.name, "bin": level, "positives": int((sel & (prim.y == 1)).sum()),
-                                 "tpr": e, "ci_low": lo, "ci_high": hi})
+            for cats, rows_out in ((bins, theta_rows), (snr_bin, snr_rows)):
+                for level in cats.categories:
+                    sel = np.asarray(cats == level)
+                    if (sel & (prim.y == 1)).sum() < 10:
+                        continue
+                    e, lo, hi = tpr_at_fpr(prim.y, S, prim.hosts, f0, n_boot=n_boot, seed=seed, subset=sel)
+                    rows_out.append({"candidate": c.name, "bin": level, "positives": int((sel & (prim.y == 1)).sum()),
+                                     "tpr": e, "ci_low": lo, "ci_high": hi})
         if "confusers" in tests:
             ct = tests["confusers"]
             C = scores[(c.name, "confusers")]

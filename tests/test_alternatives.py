@@ -96,11 +96,14 @@ def test_shortcut_verdict_and_ranking():
     assert alt.shortcut_verdict(["no shortcut", "shortcut"]) == "does not remove it"
     assert alt.shortcut_verdict(["no shortcut", "undecidable"]) == "undecidable at this size"
     assert alt.shortcut_verdict([]) == "undecidable at this size"  # no gate ran: nothing is claimed
-    t = pd.DataFrame({"candidate": list("abcd"), "tpr": [0.9, 0.2, 0.5, 0.7],
+    t = pd.DataFrame({"candidate": list("abcde"), "tpr": [0.9, 0.2, 0.5, 0.7, 0.6],
                       "shortcut": ["does not remove it", "removes the core shortcut", "removes the core shortcut",
-                                   "undecidable at this size"]})
+                                   "undecidable at this size", "removes the core shortcut"],
+                      "diff_high": [0.0, 0.01, -0.02, 0.03, -0.2]})  # e removes the shortcut with the lenses
     r = alt.rank(t, "tpr")
-    assert list(r["candidate"]) == ["c", "b", "d", "a"] and list(r["rank"]) == [1, 2, 3, 4]
+    assert list(r["candidate"]) == ["c", "b", "d", "a", "e"] and list(r["rank"]) == [1, 2, 3, 4, 5]
+    assert list(r["keeps lenses"]) == [True, True, True, True, False]
+    assert alt.keeps_lenses(-0.049) and not alt.keeps_lenses(-0.051) and alt.keeps_lenses(np.nan)
 
 
 def test_real_lens_manifest_round_trip_and_clear_errors(tmp_path):
