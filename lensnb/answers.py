@@ -70,6 +70,16 @@ class _G:
         return all(k in self.g.get(chapter, {}) for k in keys)
 
 
+def _rel_sentence(G) -> str:
+    """The failure-mode chapter's model-level core reliance (``physical`` data, core filled from the annulus)."""
+    if not G.has("09_failure_modes", "fm_rel_paired_text", "fm_rel_unpaired_text"):
+        return ""
+    return ("With the realistic (`physical`) arcs and the core filled from the surrounding annulus instead, "
+            f"{_strip(G('09_failure_modes', 'fm_rel_paired_text'))} and "
+            f"{_strip(G('09_failure_modes', 'fm_rel_unpaired_text'))} (failure-modes chapter): the answer depends on "
+            "the arcs and on how the core is hidden, so run the reliance gate on the team's own data")
+
+
 def _enough(need: str, have: int):
     """Whether ``have`` test hosts meet a need such as "about 160 test hosts" or "more than 80 test hosts"
     (True / False, or None when the text holds no number)."""
@@ -189,7 +199,8 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
     q["Q4"] = {"question": "What additional gates should we run?", "verdict": v4q,
                "evidence": _sentences(f"Null checks: {G('05_gates', 'null_text', '')}",
                                       f"Planted defects: {G('05_gates', 'spoil_text', '')}",
-                                      G("05_gates", "core_rel_text", ""), _strip(G("05_gates", "occ_reading", ""))),
+                                      G("05_gates", "core_rel_text", ""), _strip(G("05_gates", "occ_reading", "")),
+                                      _rel_sentence(G)),
                "confidence": "decided where a gate's interval clears its threshold",
                "where": "shortcut-gates chapter; failure-modes chapter, monitor list"}
     # ---- Q5: alternatives
@@ -269,9 +280,9 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
         rec.append(f"Train instead the design the alternatives chapter favours, **{fav_label}**: the only kind of design "
                    "there whose core gates find no shortcut in its own input, ranked first by completeness.")
     elif fav_name:
-        rec.append(f"No design tried removes the core shortcut by the gates' standard on these data; the first in the "
-                   f"alternatives chapter's ranking is **{fav_label}** ({fav_sc}). Compare the designs again on the "
-                   "team's data and real lenses before adopting one.")
+        rec.append(f"No design tried both keeps the lenses and removes the core shortcut by the gates' standard on these "
+                   f"data; among those that keep the lenses the alternatives chapter ranks **{fav_label}** first "
+                   f"({fav_sc}). Compare the designs again on the team's data and real lenses before adopting one.")
     rec.append("Run the monitors on every training set and model, with the thresholds in the failure-modes "
                "chapter (`python -m lensnb.gates PATH [--model CHECKPOINT]`).")
     if need_gap:

@@ -61,8 +61,17 @@ def test_other_answers_follow_their_chapters():
     assert r["q"]["Q6"]["verdict"].startswith("None of 14")
     assert "already separate the classes" in r["q"]["Q2"]["verdict"]
     assert r["q"]["Q7"]["verdict"].startswith("2 of the 33")
-    assert any(x.startswith("No design tried removes") for x in r["recommendation"])
+    assert any(x.startswith("No design tried both keeps the lenses") for x in r["recommendation"])
     assert "06_sample_size::memo_text" in r["missing"] and "04_training::E1_auroc" not in r["missing"]
+
+
+def test_reliance_sentence_follows_the_failure_mode_chapter():
+    g = _g()
+    assert "annulus" not in answers.compose(g)["q"]["Q4"]["evidence"]
+    g["09_failure_modes"].update(fm_rel_paired_text="the paired model loses 0.46 (fires)",
+                                 fm_rel_unpaired_text="the unpaired model loses 0.48 (fires)")
+    ev = answers.compose(g)["q"]["Q4"]["evidence"]
+    assert "the paired model loses 0.46 (fires) and the unpaired model loses 0.48 (fires)" in ev
 
 
 def test_missing_chapters_are_reported_not_invented():
