@@ -303,7 +303,10 @@ def design_points(g: dict) -> list[dict]:
     for n in names:
         if f"alt_{n}_core" not in a:
             continue
+        from .alternatives import keeps_lenses
+
         out.append({"name": n, "label": _strip(a.get(f"alt_{n}_label", n)), "shortcut": _strip(a.get(f"alt_{n}_shortcut", "")),
+                    "keeps": keeps_lenses(float(a.get(f"alt_{n}_diff_hi", np.nan))),
                     **{k: float(a[f"alt_{n}_{k}"]) for k in ("auroc", "lo", "hi", "core", "core_lo", "core_hi")}})
     return out
 

@@ -80,8 +80,9 @@ def inject(path, out, *, preset: str = "request", per_host: int = 1, seed: int =
         if missing:
             raise ValueError(f"{path}: preset {preset!r} ties theta_E to the host and needs column(s) {missing}")
     hosts["host_id"] = np.arange(len(hosts))
-    if "host_z" not in hosts:
-        hosts["host_z"] = np.nan
+    for c in ("host_z", "host_sigma_v_kms"):  # unknown for the team's hosts: only host-tied presets need them (above)
+        if c not in hosts:
+            hosts[c] = np.nan
     for b in BANDS:
         if f"psf_fwhm_used_{b}" not in hosts:
             hosts[f"psf_fwhm_used_{b}"] = hosts["psf_fwhm_used_r"] * FWHM_RATIO[b]

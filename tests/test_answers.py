@@ -78,3 +78,12 @@ def test_missing_chapters_are_reported_not_invented():
     r = answers.compose({})
     assert r["q"]["Q6"]["verdict"] == "Not measured." and r["e_rows"][0]["measured (AUROC, 95% CI)"] == "not measured"
     assert "06_sample_size::need_gap" in r["missing"]
+
+
+def test_design_points_mark_designs_that_lose_the_lenses():
+    a = {"alt_ranked_names": "a, b"}
+    for n, dh in (("a", 0.01), ("b", -0.2)):
+        a.update({f"alt_{n}_{k}": 0.5 for k in ("auroc", "lo", "hi", "core", "core_lo", "core_hi")})
+        a.update({f"alt_{n}_diff_hi": dh, f"alt_{n}_label": n.upper(), f"alt_{n}_shortcut": "removes the core shortcut"})
+    pts = answers.design_points({"08_alternatives": a})
+    assert [p["name"] for p in pts] == ["a", "b"] and [p["keeps"] for p in pts] == [True, False]
