@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from . import gates
+from .alternatives import _host_draws
+from .alternatives import _interval as _alt_interval
 from .metrics import auroc, fast_auroc
 
 
@@ -30,21 +32,9 @@ def monitor_verdict(lo: float, hi: float, threshold: float, *, bad_above: bool =
     return "undecidable"
 
 
-def _host_draws(groups, n_boot: int, seed: int):
-    hosts, inv = np.unique(np.asarray(groups), return_inverse=True)
-    members = [np.flatnonzero(inv == h) for h in range(len(hosts))]
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        yield np.concatenate([members[h] for h in rng.integers(0, len(hosts), len(hosts))])
-
-
 def _interval(full: float, boot, level: float = 0.95) -> tuple[float, float, float]:
-    boot = [b for b in boot if np.isfinite(b)]
-    if not boot:
-        return float(full), float("nan"), float("nan")
-    a = (1 - level) / 2
-    lo, hi = np.quantile(boot, [a, 1 - a])
-    return float(full), float(lo), float(hi)
+    """``alternatives._interval`` for a scalar estimate, with non-finite bootstrap draws dropped."""
+    return _alt_interval(np.array([full]), [b for b in boot if np.isfinite(b)], level)
 
 
 def _tpr(y, S, fpr, sub):
