@@ -172,8 +172,12 @@ def decode_npz(blob: bytes, where: str = "") -> np.ndarray:
                 if not np.isfinite(a).all():
                     raise ValueError(f"{where}: {key} has {int((~np.isfinite(a)).sum())} NaN/inf pixel(s)")
                 arrs.append(a.astype(np.float32, copy=False))
-    except ValueError:
-        raise
+    except ValueError as exc:
+        if str(exc).startswith(f"{where}: "):  # one of the refusals above
+            raise
+        if "pickle" in str(exc).lower():  # np.load takes any non-npz, non-npy bytes for a pickle
+            raise ValueError(f"{where}: not an npz archive; refused (never unpickled)") from None
+        raise ValueError(f"{where}: unreadable npz ({exc})") from None
     except Exception as exc:  # zipfile/pickle errors from a malformed blob
         raise ValueError(f"{where}: unreadable npz ({type(exc).__name__}: {exc})") from None
     return np.stack(arrs)

@@ -203,6 +203,14 @@ def sample_companions(hosts: pd.DataFrame, rate: float, seed: int) -> pd.DataFra
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 
+# Source colours (AB mag): g - r from LensPop's detectable sources (priors §4: median -0.01, 16-84% -0.14 to
+# 0.39), drawn as a normal with that median and half the 16-84% width as its sigma (the asymmetry is not kept);
+# r - z is not tabulated there and takes the same distribution (an ASSUMPTION: blue, flat-spectrum).
+# Preset keys, so a test set can put the sources' colours outside the training range.
+SRC_G_R = {"median": -0.01, "p16": -0.14, "p84": 0.39}
+SRC_R_Z = {"median": -0.01, "p16": -0.14, "p84": 0.39}
+
+
 def _normal_q(rng, med, p16, p84, n):
     return med + 0.5 * (p84 - p16) * rng.standard_normal(n)
 
@@ -225,6 +233,7 @@ PRESETS: dict[str, dict] = {
         "mass_e_sd": 0.1, "shear_sd": 0.05,
         "src_mag_r": {"median": 22.7, "p16": 21.8, "p84": 24.0},
         "src_r_eff": {"median": 0.31, "p16": 0.12, "p84": 0.56},
+        "src_g_r": dict(SRC_G_R), "src_r_z": dict(SRC_R_Z),
         "zs_median": 1.85, "zs_log_sd": 0.3,
         "realism": dict(REALISM_OFF),
         "src_clumpy_fraction": 0.0,
@@ -242,6 +251,7 @@ PRESETS: dict[str, dict] = {
         "mass_e_sd": 0.1, "shear_sd": 0.05,
         "src_mag_r": {"median": 24.2, "p16": 23.3, "p84": 25.5},
         "src_r_eff": {"median": 0.31, "p16": 0.12, "p84": 0.56},
+        "src_g_r": dict(SRC_G_R), "src_r_z": dict(SRC_R_Z),
         "zs_median": 1.85, "zs_log_sd": 0.3,
         "realism": dict(REALISM_ON),
         "src_clumpy_fraction": 0.0,
@@ -397,21 +407,24 @@ def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int) -> p
                        axis=1) if H else np.zeros((_INJ_DRAWS, 0))
     u = np.clip(u, 1e-12, 1 - 1e-12)
     host_row = np.repeat(np.arange(H), k)
+    z_host = (hosts["host_z"].to_numpy(float) if "host_z" in hosts else np.full(H, np.nan))[host_row]
     lens = lens_from_uniforms(
         preset["theta_e"], preset["beta"], preset["mass_e_sd"], preset["shear_sd"], u[:LENS_DRAWS],
         zs_median=preset["zs_median"], zs_log_sd=preset["zs_log_sd"],
-        z_l=hosts["host_z"].to_numpy(float)[host_row], sigma_v=hosts["host_sigma_v_kms"].to_numpy(float)[host_row])
+        z_l=z_host,
+        sigma_v=hosts["host_sigma_v_kms"].to_numpy(float)[host_row] if preset["theta_e"]["dist"] == "host" else None)
     if "z_s" in lens:
         z_s = lens["z_s"].to_numpy()
     else:  # a host-independent theta_E: the source redshift still follows the preset (for the record)
         from .priors import MIN_DZ, _truncated_lognormal
         z_s = _truncated_lognormal(u[2], preset["zs_median"], preset["zs_log_sd"],
-                                   hosts["host_z"].to_numpy(float)[host_row] + MIN_DZ)
+                                   z_host + MIN_DZ)
     s = u[LENS_DRAWS:]  # the source's variates: magnitude, g-r, r-z, size, axis ratio, angle
     sm, sr = preset["src_mag_r"], preset["src_r_eff"]
     mag_r = sm["median"] + 0.5 * (sm["p84"] - sm["p16"]) * ndtri(s[0])
-    g_r = -0.01 + 0.5 * (0.39 + 0.14) * ndtri(s[1])
-    r_z = -0.01 + 0.5 * (0.39 + 0.14) * ndtri(s[2])
+    cgr, crz = preset["src_g_r"], preset["src_r_z"]
+    g_r = cgr["median"] + 0.5 * (cgr["p84"] - cgr["p16"]) * ndtri(s[1])
+    r_z = crz["median"] + 0.5 * (crz["p84"] - crz["p16"]) * ndtri(s[2])
     r_eff = np.clip(sr["median"] * np.exp(0.5 * np.log(sr["p84"] / sr["p16"]) * ndtri(s[3])), 0.03, 1.5)
     src_q = np.clip(1 - 0.3 * np.sqrt(-2 * np.log(1 - s[4])), 0.2, 1.0)  # 1 - Rayleigh(0.3)
     knots = sample_knots(hosts, k, preset["src_clumpy_fraction"], r_eff, seed)

@@ -98,6 +98,10 @@ def build(case: str, folder) -> tuple[str, str]:
         obj[0] = {"payload": "never unpickle me"}
         return write(_with_blob(base, 7, "stamp_npz", {**good, "image_r": obj}), f), \
             r"row 7, column 'stamp_npz'.*pickled object.*refused"
+    if case == "pickle_blob":  # a whole cell that is a pickle, not an npz
+        df = base.copy()
+        df.at[9, "ctrl_stamp_npz"] = pickle.dumps({"payload": "never unpickle me"})
+        return write(df, f), r"row 9, column 'ctrl_stamp_npz'.*not an npz archive.*never unpickled"
     if case == "empty_file":
         f.write_bytes(b"")
         return str(f), r"empty file"
@@ -116,6 +120,6 @@ def build(case: str, folder) -> tuple[str, str]:
 
 
 CASES = ("missing_column", "wrong_dtype", "npz_missing_band", "wrong_shape", "nan_pixels", "pickled_object",
-         "empty_file", "duplicate_rows", "truncated", "nan_metadata")
+         "pickle_blob", "empty_file", "duplicate_rows", "truncated", "nan_metadata")
 
 __all__ = ["build", "CASES", "good_frame", "write", "pickle"]

@@ -32,8 +32,9 @@ def test_loading_the_bad_row_fails_the_same_way(tmp_path, case):
         store.images(np.arange(len(store)), "ctrl_stamp_npz")
 
 
-def test_pickled_object_is_never_unpickled(tmp_path, monkeypatch):
-    path, _ = corpus.build("pickled_object", tmp_path)
+@pytest.mark.parametrize("case", ["pickled_object", "pickle_blob"])
+def test_pickled_object_is_never_unpickled(tmp_path, monkeypatch, case):
+    path, _ = corpus.build(case, tmp_path)
     called = []
     import pickle
 

@@ -162,3 +162,39 @@ def test_short_descriptions():
 def test_bad_grid_is_refused(theta_e, message):
     with pytest.raises(ValueError, match=message):
         validate_prior("g", {"theta_e": theta_e, "beta": {"dist": "uniform_area", "max_over_theta_e": 1}})
+
+
+def test_host_independent_preset_needs_no_host_redshift_or_dispersion():
+    # the team's hosts carry neither host_z nor host_sigma_v_kms; a preset whose theta_E does not depend on the
+    # host draws without them (the same lenses as with the columns present), a host-tied preset refuses
+    import pandas as pd
+    import pytest
+
+    from lensnb.populations import get_preset, sample_injections
+
+    bare = pd.DataFrame({"host_id": [3, 4]})
+    full = bare.assign(host_z=[0.5, 0.6], host_sigma_v_kms=[220.0, 260.0])
+    a = sample_injections(bare, 3, get_preset("request"), seed=1)
+    b = sample_injections(full, 3, get_preset("request"), seed=1)
+    np.testing.assert_array_equal(a["theta_e_arcsec"], b["theta_e_arcsec"])
+    np.testing.assert_array_equal(a["src_mag_g"], b["src_mag_g"])
+    with pytest.raises(KeyError, match="host_sigma_v_kms"):
+        sample_injections(bare.assign(host_z=[0.5, 0.6]), 3, get_preset("physical"), seed=1)
+
+
+def test_source_colours_follow_the_preset():
+    # the default colours are LensPop's (g - r median -0.01, 16-84% -0.14..0.39); an override moves them
+    import pandas as pd
+
+    from lensnb.populations import get_preset, sample_injections
+
+    hosts = pd.DataFrame({"host_id": np.arange(400)})
+    base = sample_injections(hosts, 5, get_preset("request"), seed=2)
+    gr = base["src_mag_g"] - base["src_mag_r"]
+    assert abs(np.median(gr) + 0.01) < 0.03
+    assert abs((np.quantile(gr, 0.84) - np.quantile(gr, 0.16)) - 0.53) < 0.05
+    red = {"src_g_r": {"median": 1.6, "p16": 1.5, "p84": 1.7}, "src_r_z": {"median": 0.9, "p16": 0.8, "p84": 1.0}}
+    r = sample_injections(hosts, 5, get_preset("request", red), seed=2)
+    assert abs(np.median(r["src_mag_g"] - r["src_mag_r"]) - 1.6) < 0.02
+    assert abs(np.median(r["src_mag_r"] - r["src_mag_z"]) - 0.9) < 0.02
+    np.testing.assert_array_equal(r["src_mag_r"], base["src_mag_r"])  # same variates: only the colours move
