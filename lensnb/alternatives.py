@@ -244,6 +244,16 @@ def resolvable_fpr(n_negatives: int, fpr: float, min_false: int = 5) -> bool:
     return n_negatives * fpr >= min_false
 
 
+def tpr_point(y, S, fpr: float, sub) -> float:
+    """TPR of the positives in ``sub`` at the threshold giving ``fpr`` on all negatives, per training seed
+    (``S`` (n_seeds, n)), averaged over seeds; NaN without negatives or counted positives."""
+    neg, pos = y == 0, (y == 1) & sub
+    if not neg.any() or not pos.any():
+        return np.nan
+    thr = np.quantile(S[:, neg], 1 - fpr, axis=1, method="higher")
+    return float(np.mean((S[:, pos] > thr[:, None]).mean(axis=1)))
+
+
 def tpr_at_fpr(y, scores, groups, fpr: float, *, n_boot: int = 200, seed: int = 0, level: float = 0.95,
                subset=None) -> tuple[float, float, float]:
     """TPR at the threshold that gives ``fpr`` on the negatives (per training seed; ``scores`` (n_seeds, n)),
@@ -255,12 +265,7 @@ def tpr_at_fpr(y, scores, groups, fpr: float, *, n_boot: int = 200, seed: int = 
     sub = np.ones(len(y), bool) if subset is None else np.asarray(subset, bool)
 
     def stat(idx):
-        yi, si = y[idx], S[:, idx]
-        neg, pos = yi == 0, (yi == 1) & sub[idx]
-        if not neg.any() or not pos.any():
-            return np.nan
-        thr = np.quantile(si[:, neg], 1 - fpr, axis=1, method="higher")
-        return float(np.mean((si[:, pos] > thr[:, None]).mean(axis=1)))
+        return tpr_point(y[idx], S[:, idx], fpr, sub[idx])
 
     full = np.array([stat(np.arange(len(y)))])
     boot = [v for v in (stat(i) for i in _host_draws(groups, n_boot, seed)) if np.isfinite(v)]

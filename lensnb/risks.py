@@ -15,6 +15,7 @@ import pandas as pd
 from . import gates
 from .alternatives import _host_draws
 from .alternatives import _interval as _alt_interval
+from .alternatives import tpr_point
 from .metrics import auroc, fast_auroc
 
 
@@ -37,14 +38,6 @@ def _interval(full: float, boot, level: float = 0.95) -> tuple[float, float, flo
     return _alt_interval(np.array([full]), [b for b in boot if np.isfinite(b)], level)
 
 
-def _tpr(y, S, fpr, sub):
-    neg, pos = y == 0, (y == 1) & sub
-    if not neg.any() or not pos.any():
-        return np.nan
-    thr = np.quantile(S[:, neg], 1 - fpr, axis=1, method="higher")
-    return float(np.mean((S[:, pos] > thr[:, None]).mean(axis=1)))
-
-
 def tpr_change(y, S_a, S_b, groups, fpr: float, *, sub_a=None, sub_b=None, n_boot: int = 300, seed: int = 0,
                level: float = 0.95) -> tuple[float, float, float]:
     """TPR(b) - TPR(a) at the threshold giving ``fpr`` on each one's negatives, on one test table (``y``,
@@ -56,7 +49,7 @@ def tpr_change(y, S_a, S_b, groups, fpr: float, *, sub_a=None, sub_b=None, n_boo
     sb = np.ones(len(y), bool) if sub_b is None else np.asarray(sub_b, bool)
 
     def stat(i):
-        return _tpr(y[i], S_b[:, i], fpr, sb[i]) - _tpr(y[i], S_a[:, i], fpr, sa[i])
+        return tpr_point(y[i], S_b[:, i], fpr, sb[i]) - tpr_point(y[i], S_a[:, i], fpr, sa[i])
 
     full = stat(np.arange(len(y)))
     return _interval(full, (stat(i) for i in _host_draws(groups, n_boot, seed)), level)
