@@ -50,6 +50,25 @@ def test_tpr_change_detects_a_completeness_loss_and_not_a_null():
     assert t[0] < -0.3 and t[2] < 0
 
 
+def test_relative_tpr_change_fires_where_an_absolute_threshold_cannot():
+    # faint lenses: about 10% found at 1% FPR; a shift that loses most of them moves the absolute TPR by less than
+    # 0.10 (an absolute monitor at -0.10 cannot fire), while the relative change shows most of the completeness lost
+    rng = np.random.default_rng(3)
+    y, s = _scores(2000, 1.0, rng)
+    g = np.arange(len(y))
+    worse = s.copy()
+    worse[y == 1] -= 1.0
+    ab = risks.tpr_change(y, s, worse, g, 0.01, n_boot=100)
+    assert -0.1 < ab[0] < 0 and risks.monitor_verdict(ab[1], ab[2], -0.1, bad_above=False) != "fires"
+    rel = risks.tpr_change(y, s, worse, g, 0.01, n_boot=100, relative=True)
+    assert rel[0] < -0.5 and risks.monitor_verdict(rel[1], rel[2], -0.25, bad_above=False) == "fires"
+    assert risks.tpr_change(y, s, s, g, 0.01, n_boot=50, relative=True) == (0.0, 0.0, 0.0)
+    other = s.copy()
+    other[y == 1] = rng.permutation(s[y == 1])  # the same distribution of lens scores: no loss
+    q = risks.tpr_change(y, s, other, g, 0.01, n_boot=100, relative=True)
+    assert risks.monitor_verdict(q[1], q[2], -0.25, bad_above=False) != "fires"
+
+
 def test_naive_gates_are_optimistic_on_labels_with_no_signal():
     rng = np.random.default_rng(2)
     hosts = np.repeat(np.arange(60), 5)
