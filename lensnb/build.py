@@ -439,10 +439,29 @@ def book_sources_hash() -> str:
     return h.hexdigest()
 
 
+def drop_stale_index(index: Path, toc: Path) -> bool:
+    """Remove the HTML book's ``index.html`` redirect when it points at a page other than the table of contents'
+    root (sphinx-external-toc writes the redirect only when it is missing, so a changed root would otherwise keep
+    sending readers to the old first page). Returns True when it was removed."""
+    import re
+
+    import yaml
+
+    if not index.exists() or not toc.exists():
+        return False
+    root = (yaml.safe_load(toc.read_text()) or {}).get("root")
+    m = re.search(r'http-equiv="Refresh" content="0; url=([^"\s]+)"', index.read_text(errors="replace"))
+    if root and m and m.group(1) != f"{root}.html":
+        index.unlink()
+        return True
+    return False
+
+
 def build_book(force: bool = False) -> bool:
     """Run ``jupyter-book build`` (execution off, warnings as errors) unless nothing changed."""
     stamp = config.BUILD_DIR / "book.stamp"
     index = config.BOOK_DIR / "_build" / "html" / "index.html"
+    drop_stale_index(index, config.BOOK_DIR / "_toc.yml")
     key = book_sources_hash()
     if not force and index.exists() and stamp.exists() and stamp.read_text() == key:
         print(f"[lensnb] book: up to date ({index})", flush=True)

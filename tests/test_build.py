@@ -88,3 +88,15 @@ def test_every_declared_parameter_is_used_by_its_chapter():
         used = {n.id for n in ast.walk(ast.parse(rest)) if isinstance(n, ast.Name)}
         unused = [d for d in declared if d not in used]
         assert not unused, f"{path.name}: declared but unused parameter(s) {unused}"
+
+
+def test_a_stale_index_redirect_is_dropped_so_the_book_opens_on_its_root(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: chapters/10_answers\nchapters:\n  - file: intro\n")
+    index = tmp_path / "index.html"
+    index.write_text('<meta http-equiv="Refresh" content="0; url=intro.html" />\n')  # written when intro was the root
+    assert build.drop_stale_index(index, toc) and not index.exists()
+    index.write_text('<meta http-equiv="Refresh" content="0; url=chapters/10_answers.html" />\n')
+    assert not build.drop_stale_index(index, toc) and index.exists()
+    index.write_text("<html><body>a real page, no redirect</body></html>")
+    assert not build.drop_stale_index(index, toc) and index.exists()
