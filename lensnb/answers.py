@@ -297,14 +297,14 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
 
 def design_points(g: dict) -> list[dict]:
     """Per design of the alternatives chapter (in its ranked order): label, AUROC and core-gate intervals."""
+    from .alternatives import keeps_lenses
+
     a = g.get("08_alternatives", {})
     names = [n.strip() for n in _strip(a.get("alt_ranked_names", "")).split(",") if n.strip()]
     out = []
     for n in names:
         if f"alt_{n}_core" not in a:
             continue
-        from .alternatives import keeps_lenses
-
         out.append({"name": n, "label": _strip(a.get(f"alt_{n}_label", n)), "shortcut": _strip(a.get(f"alt_{n}_shortcut", "")),
                     "keeps": keeps_lenses(float(a.get(f"alt_{n}_diff_hi", np.nan))),
                     **{k: float(a[f"alt_{n}_{k}"]) for k in ("auroc", "lo", "hi", "core", "core_lo", "core_hi")}})
