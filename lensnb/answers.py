@@ -114,6 +114,32 @@ def _strip(s) -> str:
     return str(s).strip().strip("'").strip()
 
 
+def population_note(g: dict) -> str:
+    """Which lenses the page's numbers speak for, from the data chapter's LensPop-cut and θ_E/FWHM tables: the
+    share of unresolved (θ_E < 0.75 FWHM) and detectable lenses in the `physical` preset behind Q4–Q6 and in the
+    `detectable` preset (the lenses a survey finder can find), or in the team's data."""
+    G = _G(g)
+    if G.has("02_data", "user_data__frac_unresolved", "user_data__frac_resolved"):
+        u, r = float(G("02_data", "user_data__frac_unresolved")), float(G("02_data", "user_data__frac_resolved"))
+        return (f"Your data: {u:.0%} of the injected lenses are unresolved (θ_E < 0.75 FWHM) and {r:.0%} resolved "
+                f"(θ_E > 1.25 FWHM); an unresolved lens puts its counter-image and most of its arc in the central "
+                f"pixels, where core light is lens signal, not a shortcut (data chapter, θ_E/FWHM table).")
+    keys = ("physical__frac_unresolved", "physical__frac_detectable", "detectable__frac_unresolved",
+            "detectable__frac_resolved")
+    if not G.has("02_data", *keys):
+        return ""
+    pu, pdet, du, dr = (float(G("02_data", k)) for k in keys)
+    s = (f"The model results behind Q4–Q6 (alternatives and failure-modes chapters) are measured on the `physical` "
+         f"preset, every lens behind a DESI LRG: {pu:.0%} of its lenses are unresolved (θ_E < 0.75 FWHM) and "
+         f"{pdet:.0%} pass LensPop's three detectability cuts. The lenses a survey finder can find (the `detectable` "
+         f"preset) are {du:.0%} unresolved and {dr:.0%} resolved (θ_E > 1.25 FWHM)")
+    if pu > 0.5 and pdet < 0.5:
+        s += ("; a verdict measured on the `physical` lenses therefore speaks mostly for lenses no survey finds, and "
+              "for an unresolved lens core light is lens signal, not a shortcut (data chapter, LensPop-cut and "
+              "θ_E/FWHM tables)")
+    return s + "."
+
+
 def compose(g: dict, *, source: str = "the simulator") -> dict:
     """The page's parts from the chapters' glued values ``g`` ({chapter: {key: value}}): ``q`` (Q1–Q7: dicts with
     verdict, evidence, confidence, where), ``e_rows`` (E1–E4), ``recommendation`` (ordered list), ``headline``
@@ -292,7 +318,7 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
                "(`DATA_REAL=`).")
     headline = rec[0]
     return {"q": q, "e_rows": e_rows, "gap_note": gap_note, "recommendation": rec, "headline": headline,
-            "missing": G.missing, "source": source}
+            "population": population_note(g), "missing": G.missing, "source": source}
 
 
 def design_points(g: dict) -> list[dict]:

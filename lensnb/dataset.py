@@ -92,6 +92,14 @@ SCHEMA: dict[str, tuple[pa.DataType, str, str]] = {
     "n_images": (pa.int64(), "-", "number of point-source images of the source centre"),
     "inner_image_r_arcsec": (pa.float64(), "arcsec", "distance of the innermost image from the lens centre (NaN if one image)"),
     "total_magnification": (pa.float64(), "-", "sum of |mu| over the images of the source centre"),
+    "arc_snr_lenspop": (pa.float64(), "-", "LensPop's S/N of the arc in its best band: optimal aperture over pixels "
+                        "ranked by arc/sigma, sigma^2 = sky^2 + photon noise of host + arc (lensnb.detectability)"),
+    "arc_snr_lenspop_band": (pa.string(), "-", "the band of arc_snr_lenspop (g, r or z)"),
+    "lens_resolvable": (pa.bool_(), "-", "LensPop's seeing test in that band: 2 theta_E^2 >= (2 R_s)^2 + FWHM^2"),
+    "detectable": (pa.bool_(), "-", "passes LensPop's three cuts: arc_snr_lenspop >= 20, total_magnification >= 3, "
+                   "lens_resolvable"),
+    "detect_draws": (pa.int64(), "-", "lens + source draws this injection took until it passed the preset's "
+                     "detectability cuts (1 = the first; 1 for presets without cuts)"),
     "host_x_arcsec": (pa.float64(), "arcsec", "host (and lens) centre x relative to the stamp centre (realism: "
                       "centring offset within +/- centre_jitter_px; 0 when off)"),
     "host_y_arcsec": (pa.float64(), "arcsec", "host (and lens) centre y relative to the stamp centre"),

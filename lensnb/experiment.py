@@ -569,8 +569,14 @@ def arc_brightness(stamps, ctrls, rows=None, sigma=None, chunk: int = 2000) -> p
     is stamp - ctrl; per band its flux [nmgy] and AB magnitude, its matched-filter S/N sqrt(sum (arc / sigma)^2)
     with sigma the known per-band pixel noise (``sigma``, (N, 3) [nmgy/pixel], e.g. the simulator's noise_sigma_*
     columns) or else the ctrl's robust (MAD) pixel noise beyond 16 px from the centre, the best band's S/N and the
-    g+r+z S/N (lensnb's ``arc_snr`` definition), and the arc-to-host flux ratio in r (host: the ctrl's flux
-    within 16 px). One row per pair (``rows``: a subset of rows)."""
+    g+r+z S/N (lensnb's ``arc_snr`` definition), LensPop's best-band S/N with the host's and the arc's photon
+    noise (``arc_snr_lenspop``: ``lensnb.detectability.lenspop_snr``, the definition of LensPop's S/N >= 20 cut;
+    on a noisy stamp - ctrl it ranks noisy pixels, so it reads somewhat high for faint arcs), and the
+    arc-to-host flux ratio in r (host: the ctrl's flux within 16 px). One row per pair (``rows``: a subset of
+    rows)."""
+    import torch
+
+    from . import detectability
     from .config import STAMP_SIZE
 
     rows = np.arange(len(stamps)) if rows is None else np.asarray(rows)
@@ -592,8 +598,9 @@ def arc_brightness(stamps, ctrls, rows=None, sigma=None, chunk: int = 2000) -> p
         host_r = ct[:, 1][:, inner].sum(axis=1)
         d = {f"arc_mag_{b}": 22.5 - 2.5 * np.log10(np.maximum(flux[:, i], 1e-6)) for i, b in enumerate("grz")}
         d.update({f"arc_snr_{b}": snr[:, i] for i, b in enumerate("grz")})
+        lp = detectability.lenspop_snr(torch.from_numpy(arc), torch.from_numpy(ct), sig).numpy()
         d.update(arc_snr_best=snr.max(axis=1), arc_snr_grz=np.sqrt((snr**2).sum(axis=1)),
-                 arc_to_host_r=flux[:, 1] / np.maximum(host_r, 1e-6))
+                 arc_snr_lenspop=lp.max(axis=1), arc_to_host_r=flux[:, 1] / np.maximum(host_r, 1e-6))
         out.append(pd.DataFrame(d))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 

@@ -90,7 +90,8 @@ def inject(path, out, *, preset: str = "request", per_host: int = 1, seed: int =
         hosts[f"noise_sigma_{b}"] = 1.4826 * np.median(np.abs(px - np.median(px, axis=1, keepdims=True)), axis=1)
     fwhm = _t(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(float), device, torch.float64)
     kernels = moffat_kernels(fwhm).float()
-    meta, hidx, arcs = injected_arcs(hosts, per_host, spec, seed, kernels, supersample=supersample, device=device)
+    meta, hidx, arcs = injected_arcs(hosts, per_host, spec, seed, kernels, supersample=supersample, device=device,
+                                     host_images=_t(ctrl, device))
     if arc_scale < 0:
         raise ValueError(f"arc_scale must be >= 0, got {arc_scale}")
     stamps = ctrl[hidx] + np.float32(arc_scale) * arcs.cpu().numpy()

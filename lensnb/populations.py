@@ -219,6 +219,17 @@ def _lognormal_q(rng, med, p16, p84, n):
     return med * np.exp(0.5 * np.log(p84 / p16) * rng.standard_normal(n))
 
 
+# The detectable population (simulation_priors.md §3-5, LensPop `lenses_DESa.txt`): beta / theta_E drawn by
+# interpolating its sourced quantiles (5, 16, 50, 84, 95%: 0.06, 0.13, 0.32, 0.59, 0.77), with the ends at 0 and
+# 1 (beta up to theta_E: an ASSUMPTION for the 5% tails); z_s lognormal with median 1.85 and log-sd from its
+# 16-84% range (1.14-2.56).
+DETECTABLE_BETA_P = (0.0, 0.05, 0.16, 0.5, 0.84, 0.95, 1.0)
+DETECTABLE_BETA_X = (0.0, 0.06, 0.13, 0.32, 0.59, 0.77, 1.0)
+DETECTABLE_ZS_LOG_SD = round(0.5 * float(np.log(2.56 / 1.14)), 4)
+#: The sourced detectable population the `detectable` preset is checked against (median, 16%, 84%).
+DETECTABLE_SOURCED = {"theta_e_arcsec": (1.35, 1.06, 1.78), "beta_over_theta_e": (0.32, 0.13, 0.59),
+                      "total_magnification": (6.8, 3.9, 14.6), "src_z": (1.85, 1.14, 2.56)}
+
 PRESETS: dict[str, dict] = {
     "request": {
         "description": "Priors close to the request's stated geometry: theta_E log-uniform in 0.5-2.5 "
@@ -238,6 +249,7 @@ PRESETS: dict[str, dict] = {
         "realism": dict(REALISM_OFF),
         "src_clumpy_fraction": 0.0,
         "psf_scale": 1.0, "psf_moffat_beta": 3.5,
+        "detect": None,
     },
     "physical": {
         "description": "Host-consistent theta_E from the host's sigma_v and z_l and the source z_s; beta uniform "
@@ -256,6 +268,27 @@ PRESETS: dict[str, dict] = {
         "realism": dict(REALISM_ON),
         "src_clumpy_fraction": 0.0,
         "psf_scale": 1.0, "psf_moffat_beta": 3.5,
+        "detect": None,
+    },
+    "detectable": {
+        "description": "The lenses a Legacy Surveys finder can find. Lens and source parameters are drawn from "
+                       "LensPop's DES-detectable population (theta_E median 1.35\" (1.06-1.78), beta/theta_E "
+                       "median 0.32 (0.13-0.59), z_s median 1.85 (1.14-2.56), source magnitudes and sizes as in "
+                       "`physical`), independent of the host as the team's injections are, and every injection "
+                       "must pass LensPop's three cuts on its own host, PSF and depth (arc S/N >= 20 with sky, host "
+                       "and arc photon noise, total magnification >= 3, resolvable: 2 theta_E^2 >= (2 R_s)^2 + "
+                       "FWHM^2); a rejected injection is redrawn. Hosts as in `physical`.",
+        "theta_e": {"dist": "lognormal", "median": 1.35, "p16": 1.06, "p84": 1.78},
+        "beta": {"dist": "quantiles", "p": list(DETECTABLE_BETA_P), "x": list(DETECTABLE_BETA_X)},
+        "mass_e_sd": 0.1, "shear_sd": 0.05,
+        "src_mag_r": {"median": 24.2, "p16": 23.3, "p84": 25.5},
+        "src_r_eff": {"median": 0.31, "p16": 0.12, "p84": 0.56},
+        "src_g_r": dict(SRC_G_R), "src_r_z": dict(SRC_R_Z),
+        "zs_median": 1.85, "zs_log_sd": DETECTABLE_ZS_LOG_SD,
+        "realism": dict(REALISM_ON),
+        "src_clumpy_fraction": 0.0,
+        "psf_scale": 1.0, "psf_moffat_beta": 3.5,
+        "detect": {"snr_min": 20.0, "mu_min": 3.0, "max_rounds": 40},
     },
 }
 
@@ -360,16 +393,18 @@ MAX_KNOTS = 4
 _KNOT_DRAWS = 3 + 4 * MAX_KNOTS
 
 
-def sample_knots(hosts: pd.DataFrame, k: int, fraction: float, r_eff: np.ndarray, seed: int) -> dict:
+def sample_knots(hosts: pd.DataFrame, k: int, fraction: float, r_eff: np.ndarray, seed: int,
+                 draw_round: int = 0) -> dict:
     """Knot columns for ``k`` injections per host: src_n_knots, src_knot_flux_frac and, for i < MAX_KNOTS,
     src_knot{i}_x/_y [arcsec from the source centre], _sigma [arcsec], _frac [share of the source flux]
-    (0 for unused knots). Keyed by (seed, host_id), separately from the other injection variates."""
+    (0 for unused knots). Keyed by (seed, host_id[, draw_round]), separately from the other injection variates."""
     n = len(hosts) * k
     if fraction <= 0:
         u = np.zeros((_KNOT_DRAWS, n))
         u[0] = 1.0
     else:
-        u = np.concatenate([np.random.default_rng([seed, 8, int(h)]).random((_KNOT_DRAWS, k)) for h in hosts["host_id"]],
+        u = np.concatenate([np.random.default_rng(_stream(seed, 8, h, draw_round)).random((_KNOT_DRAWS, k))
+                            for h in hosts["host_id"]],
                            axis=1) if n else np.zeros((_KNOT_DRAWS, 0))
     clumpy = u[0] < fraction
     nk = np.where(clumpy, 2 + np.minimum((u[1] * 3).astype(int), 2), 0)
@@ -392,19 +427,26 @@ def sample_knots(hosts: pd.DataFrame, k: int, fraction: float, r_eff: np.ndarray
 _INJ_DRAWS = 15  # uniform variates per injection: the lens system's (priors.LENS_DRAWS = 9), then the source's 6
 
 
-def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int) -> pd.DataFrame:
+def _stream(seed: int, kind: int, host_id, draw_round: int) -> list[int]:
+    """The random-stream key of one host: (seed, kind, host_id), and the redraw round after a rejection."""
+    return [seed, kind, int(host_id)] + ([int(draw_round)] if draw_round else [])
+
+
+def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int, draw_round: int = 0) -> pd.DataFrame:
     """Draw ``k`` lens + source configurations for each host (rows grouped by host, in host order).
 
     Each host's variates come from its own stream keyed by (seed, host_id); the transforms to
     physical parameters are vectorised over the whole batch. Adds ``host_row`` (position in ``hosts``).
+    ``draw_round`` > 0 draws from another stream per host: the redraws of injections that a preset's
+    detectability cuts rejected (``simulate.injected_arcs``).
     """
     from scipy.special import ndtri
 
     from .priors import LENS_DRAWS, lens_from_uniforms
 
     H = len(hosts)
-    u = np.concatenate([np.random.default_rng([seed, 1, int(h)]).random((_INJ_DRAWS, k)) for h in hosts["host_id"]],
-                       axis=1) if H else np.zeros((_INJ_DRAWS, 0))
+    u = np.concatenate([np.random.default_rng(_stream(seed, 1, h, draw_round)).random((_INJ_DRAWS, k))
+                        for h in hosts["host_id"]], axis=1) if H else np.zeros((_INJ_DRAWS, 0))
     u = np.clip(u, 1e-12, 1 - 1e-12)
     host_row = np.repeat(np.arange(H), k)
     z_host = (hosts["host_z"].to_numpy(float) if "host_z" in hosts else np.full(H, np.nan))[host_row]
@@ -427,7 +469,7 @@ def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int) -> p
     r_z = crz["median"] + 0.5 * (crz["p84"] - crz["p16"]) * ndtri(s[2])
     r_eff = np.clip(sr["median"] * np.exp(0.5 * np.log(sr["p84"] / sr["p16"]) * ndtri(s[3])), 0.03, 1.5)
     src_q = np.clip(1 - 0.3 * np.sqrt(-2 * np.log(1 - s[4])), 0.2, 1.0)  # 1 - Rayleigh(0.3)
-    knots = sample_knots(hosts, k, preset["src_clumpy_fraction"], r_eff, seed)
+    knots = sample_knots(hosts, k, preset["src_clumpy_fraction"], r_eff, seed, draw_round)
     return pd.DataFrame({
         "host_row": host_row,
         "theta_e_arcsec": lens["theta_e"].to_numpy(), "lens_e1": lens["e1"].to_numpy(),

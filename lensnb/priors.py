@@ -15,8 +15,10 @@ z_l ~ U(``zl_low``, ``zl_high``) and ln z_s ~ N(ln ``zs_median``, ``zs_log_sd``)
 flat LambdaCDM H0 = 70, Om0 = 0.3).
 
 ``beta.dist`` is ``uniform_radius`` (|beta| ~ U(0, max) theta_E: the median is
-half the maximum) or ``uniform_area`` (|beta| = max theta_E sqrt(u): uniform
-over the disc). Mass ellipticity (e1, e2) and shear (gamma1, gamma2) are
+half the maximum), ``uniform_area`` (|beta| = max theta_E sqrt(u): uniform
+over the disc) or ``quantiles`` (|beta| / theta_E by interpolating tabulated
+quantiles ``x`` at cumulative probabilities ``p``, from 0 to 1). ``theta_e.dist``
+may also be ``lognormal`` (``median``, ``p16``, ``p84`` in arcsec). Mass ellipticity (e1, e2) and shear (gamma1, gamma2) are
 independent normals with the given standard deviations (paltas' HST training
 prior uses 0.1 and 0.05; simulation_priors.md §3). ``min_total_mu`` keeps only
 systems whose total point-source magnification reaches it (LensPop's
@@ -39,9 +41,10 @@ _THETA_E_KEYS = {
     "uniform": {"low", "high"},
     "loguniform": {"low", "high"},
     "grid": {"values"},
+    "lognormal": {"median", "p16", "p84"},
     "sigma_v": {"log10_sigma_mean", "log10_sigma_sd", "zl_low", "zl_high", "zs_median", "zs_log_sd"},
 }
-_BETA_KEYS = {"uniform_radius": {"max_over_theta_e"}, "uniform_area": {"max_over_theta_e"}}
+_BETA_KEYS = {"uniform_radius": {"max_over_theta_e"}, "uniform_area": {"max_over_theta_e"}, "quantiles": {"p", "x"}}
 _TOP_KEYS = {"label", "theta_e", "beta", "mass_e_sd", "shear_sd", "min_total_mu"}
 
 
@@ -68,7 +71,13 @@ def validate_prior(name: str, spec: dict) -> dict:
         if (not isinstance(vals, (list, tuple)) or not vals
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in vals)):
             raise ValueError(f"prior {name!r}: theta_e (grid) values must be a non-empty list of positive numbers")
-    bmax = spec["beta"]["max_over_theta_e"]
+    if spec["beta"]["dist"] == "quantiles":
+        p, x = (np.asarray(spec["beta"][k], dtype=float) for k in ("p", "x"))
+        if p.shape != x.shape or p.size < 2 or p[0] != 0 or p[-1] != 1 or (np.diff(p) <= 0).any() \
+                or (np.diff(x) < 0).any() or x[0] < 0:
+            raise ValueError(f"prior {name!r}: beta (quantiles) needs p rising from 0 to 1 and x non-decreasing "
+                             "from >= 0, of equal length")
+    bmax = beta_max_over_theta_e(spec["beta"])
     if not isinstance(bmax, (int, float)) or isinstance(bmax, bool) or bmax <= 0:
         raise ValueError(f"prior {name!r}: beta.max_over_theta_e must be a positive number")
     return spec
@@ -108,7 +117,8 @@ def lens_from_uniforms(theta_spec: dict, beta_spec: dict, mass_e_sd: float, shea
                        z_l=None, sigma_v=None) -> pd.DataFrame:
     """Map uniform variates ``u`` (shape (LENS_DRAWS, n), in (0, 1)) to lens systems.
 
-    ``theta_spec["dist"]``: ``uniform``/``loguniform``/``grid`` (theta_E [arcsec] from ``u[0]``), ``sigma_v``
+    ``theta_spec["dist"]``: ``uniform``/``loguniform``/``grid``/``lognormal`` (theta_E [arcsec] from ``u[0]``;
+    lognormal from its median and 16/84% quantiles), ``sigma_v``
     (log10 sigma_v [km/s] normal from ``u[0]``, z_l uniform from ``u[1]``, z_s from ``u[2]``; the spec
     carries the redshift parameters) or ``host`` (sigma_v [km/s] and z_l given per system, z_s from ``u[2]``
     with ``zs_median``/``zs_log_sd``). z_s is lognormal truncated to z_s > z_l + ``MIN_DZ``.
@@ -130,6 +140,8 @@ def lens_from_uniforms(theta_spec: dict, beta_spec: dict, mass_e_sd: float, shea
     elif d == "grid":
         vals = np.asarray(theta_spec["values"], dtype=float)
         theta = vals[np.minimum((u[0] * len(vals)).astype(int), len(vals) - 1)]
+    elif d == "lognormal":
+        theta = theta_spec["median"] * np.exp(0.5 * np.log(theta_spec["p84"] / theta_spec["p16"]) * ndtri(u[0]))
     elif d in ("sigma_v", "host"):
         if d == "sigma_v":
             sigma_v = 10 ** (theta_spec["log10_sigma_mean"] + theta_spec["log10_sigma_sd"] * ndtri(u[0]))
@@ -145,8 +157,11 @@ def lens_from_uniforms(theta_spec: dict, beta_spec: dict, mass_e_sd: float, shea
     else:
         raise ValueError(f"unknown theta_e.dist {d!r}")
     theta = np.maximum(theta, 0.05)
-    bmax = beta_spec["max_over_theta_e"]
-    frac = bmax * (u[3] if beta_spec["dist"] == "uniform_radius" else np.sqrt(u[3]))
+    if beta_spec["dist"] == "quantiles":  # inverse CDF interpolated between tabulated quantiles
+        frac = np.interp(u[3], beta_spec["p"], beta_spec["x"])
+    else:
+        bmax = beta_spec["max_over_theta_e"]
+        frac = bmax * (u[3] if beta_spec["dist"] == "uniform_radius" else np.sqrt(u[3]))
     ang = 2 * np.pi * u[4]
     e1, e2 = mass_e_sd * ndtri(u[5]), mass_e_sd * ndtri(u[6])
     q, phi = ellipticity_to_q_phi(e1, e2)
@@ -188,17 +203,29 @@ def describe_theta_e(spec: dict) -> str:
         return f"{'U' if d == 'uniform' else 'logU'}({_num(spec['low'])}, {_num(spec['high'])})″"
     if d == "grid":
         return "grid {" + ", ".join(_num(v) for v in spec["values"]) + "}″"
+    if d == "lognormal":
+        return f"logN({_num(spec['median'])}″; {_num(spec['p16'])}–{_num(spec['p84'])})"
     return "from σ_v, z_l, z_s"
 
 
 def describe_beta(spec: dict) -> str:
     """Short text for a ``beta`` spec, e.g. ``area, ≤ 0.7 θ_E``."""
+    if spec["dist"] == "quantiles":
+        return f"tabulated, median {_num(beta_median_over_theta_e(spec))} θ_E"
     kind = "U(|β|)" if spec["dist"] == "uniform_radius" else "area"
     return f"{kind}, ≤ {_num(round(spec['max_over_theta_e'], 3))} θ_E"
 
 
+def beta_max_over_theta_e(spec: dict) -> float:
+    """Largest |beta| / theta_E a ``beta`` spec draws."""
+    return float(max(spec["x"])) if spec["dist"] == "quantiles" else spec["max_over_theta_e"]
+
+
 def beta_median_over_theta_e(spec: dict) -> float:
-    """Analytic median of |beta| / theta_E: max / 2 (uniform in radius) or max / sqrt(2) (in area)."""
+    """Analytic median of |beta| / theta_E: max / 2 (uniform in radius), max / sqrt(2) (in area), or the
+    tabulated quantiles interpolated at 0.5."""
+    if spec["dist"] == "quantiles":
+        return float(np.interp(0.5, spec["p"], spec["x"]))
     return spec["max_over_theta_e"] * (0.5 if spec["dist"] == "uniform_radius" else np.sqrt(0.5))
 
 

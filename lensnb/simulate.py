@@ -183,16 +183,71 @@ def tidal_images(st: pd.DataFrame, flux: np.ndarray, device) -> torch.Tensor:
 
 
 def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, kernels: torch.Tensor, *,
-                  supersample: int, device, refine: bool = True):
+                  supersample: int, device, refine: bool = True, host_images: torch.Tensor | None = None):
     """Draw ``per_host`` injections per host and render their PSF-convolved arcs.
 
     ``hosts`` needs host_id, host_z (NaN allowed unless the preset ties theta_E to the host, which also
-    needs host_sigma_v_kms) and noise_sigma_{g,r,z}; ``kernels`` are the hosts' PSF kernels (H, 3, K, K).
-    Returns (meta with the injection and arc columns, host row of each injection, arcs (N, 3, 64, 64) on ``device``).
+    needs host_sigma_v_kms) and noise_sigma_{g,r,z}; ``kernels`` are the hosts' PSF kernels (H, 3, K, K);
+    ``host_images`` the host stamps (H, 3, 64, 64) [nmgy/pixel] the arcs go on: with them each injection gets
+    LensPop's S/N and cuts (``lensnb.detectability``), and a preset with ``detect`` cuts redraws every
+    injection that fails them (up to ``detect["max_rounds"]`` times, from streams keyed by the round).
+    Returns (meta with the injection, image and arc columns, host row of each injection, arcs (N, 3, 64, 64)
+    on ``device``).
     """
-    inj = populations.sample_injections(hosts, per_host, preset, seed)
+    cuts = preset.get("detect")
+    if host_images is None:
+        if cuts:
+            raise ValueError("a preset with detectability cuts needs the host stamps (host_images)")
+        meta, hidx, arcs_t, _ = _draw_arcs(hosts, per_host, preset, seed, kernels, supersample, device, refine, 0)
+        return meta.assign(detect_draws=1), hidx, arcs_t
+    from . import detectability
+
+    n = len(hosts) * per_host
+    todo = np.arange(n)
+    parts = []
+    arcs_t = torch.zeros((n, 3, STAMP_SIZE, STAMP_SIZE), dtype=torch.float32, device=device)
+    for r in range(int(cuts["max_rounds"]) + 1 if cuts else 1):
+        if not len(todo):
+            break
+        m, h, a, drawn = _draw_arcs(hosts, per_host, preset, seed, kernels, supersample, device, refine, r, todo,
+                                    prefilter=bool(cuts))
+        if not len(drawn):
+            continue
+        det = detectability.measure(m, a, host_images[torch.as_tensor(np.array(h, dtype=np.int64), device=device)],
+                                    cuts)
+        m = pd.concat([m, det], axis=1)
+        ok = det["detectable"].to_numpy(bool) if cuts else np.ones(len(m), bool)
+        keep = drawn[ok]
+        parts.append(m[ok].set_axis(keep).assign(detect_draws=r + 1))
+        arcs_t[torch.as_tensor(keep, device=device)] = a[torch.as_tensor(np.flatnonzero(ok), device=device)]
+        todo = np.setdiff1d(todo, keep)
+    if len(todo):
+        ids = hosts["host_id"].to_numpy()[todo[:5] // per_host].tolist()
+        raise ValueError(f"{len(todo)} injection(s) found no lens passing the detectability cuts {cuts} in "
+                         f"{cuts['max_rounds']} redraws (host_id {ids}{' ...' if len(todo) > 5 else ''}): a host too "
+                         "bright or a PSF too wide for the preset's lenses")
+    return pd.concat(parts).sort_index().reset_index(drop=True), np.arange(n) // per_host, arcs_t
+
+
+def _draw_arcs(hosts, per_host, preset, seed, kernels, supersample, device, refine, draw_round, rows=None, *,
+               prefilter: bool = False):
+    """One round of injections: all ``per_host`` x hosts, or only the flat positions ``rows``; with ``prefilter``
+    only those resolvable in some band (LensPop's seeing test with the sharpest band's PSF: a lens failing it
+    fails the cut in its best band too) are rendered. Returns (meta with the image finder's columns and the
+    arcs' statistics, their host rows, the rendered arcs, their flat positions)."""
+    inj = populations.sample_injections(hosts, per_host, preset, seed, draw_round)
+    rows = np.arange(len(inj)) if rows is None else np.asarray(rows)
+    inj = inj.iloc[rows]
+    if prefilter:
+        from .detectability import resolvable
+
+        sharpest = hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(float).min(1)[inj["host_row"].to_numpy()]
+        maybe = resolvable(inj["theta_e_arcsec"], inj["src_r_eff_arcsec"], sharpest)
+        inj, rows = inj[maybe], rows[maybe]
+    if not len(inj):
+        return None, None, None, rows
     hidx = inj.pop("host_row").to_numpy()
-    meta = pd.concat([hosts.iloc[hidx].reset_index(drop=True), inj], axis=1)
+    meta = pd.concat([hosts.iloc[hidx].reset_index(drop=True), inj.reset_index(drop=True)], axis=1)
     flux_per_amp = sersic_total_flux_per_amp(meta["src_r_eff_arcsec"], meta["src_n_sersic"])
     for b in BANDS:
         meta[f"src_amp_{b}"] = mag_to_nmgy(meta[f"src_mag_{b}"]) / flux_per_amp
@@ -208,7 +263,13 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
 
     arcs_t = _chunked(arcs, len(meta), render_chunk(device), (3, STAMP_SIZE, STAMP_SIZE), device)
     arc_stats(meta, arcs_t)
-    return meta, hidx, arcs_t
+    im = find_images(meta["src_x_arcsec"], meta["src_y_arcsec"], meta["theta_e_arcsec"], meta["lens_q"],
+                     meta["lens_phi_rad"], meta["shear_gamma1"], meta["shear_gamma2"], device=device,
+                     n_radial=60, n_angular=64)
+    meta["n_images"] = im.n
+    meta["inner_image_r_arcsec"] = np.where(im.n >= 2, im.r[:, 0], np.nan)
+    meta["total_magnification"] = np.nansum(np.abs(im.mu), axis=1)
+    return meta, hidx, arcs_t, rows
 
 
 def arc_stats(meta: pd.DataFrame, arcs_t: torch.Tensor) -> None:
@@ -262,7 +323,7 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device, real=real,
                                  companions=companions, psf_beta=psf_beta)
     meta, hidx, arcs_t = injected_arcs(hosts, per_host, preset, seed, kernels, supersample=supersample, device=device,
-                                       refine=refine)
+                                       refine=refine, host_images=ctrl)
     meta["n_companions"] = np.bincount(companions["host_row"].to_numpy(np.int64), minlength=len(hosts))[hidx]
     meta["photon_noise"] = bool(real["poisson"] or arc_noise)
     c = real["noise_corr"] if noise else 0.0
@@ -283,12 +344,6 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     if arc_noise or real["poisson"]:
         keys = meta["host_id"].to_numpy(np.int64) * 65536 + np.tile(np.arange(per_host), len(hosts))
         stamps = stamps + _photon_noise(arcs_t, seed, 3, keys)
-    im = find_images(meta["src_x_arcsec"], meta["src_y_arcsec"], meta["theta_e_arcsec"], meta["lens_q"],
-                     meta["lens_phi_rad"], meta["shear_gamma1"], meta["shear_gamma2"], device=device,
-                     n_radial=60, n_angular=64)
-    meta["n_images"] = im.n
-    meta["inner_image_r_arcsec"] = np.where(im.n >= 2, im.r[:, 0], np.nan)
-    meta["total_magnification"] = np.nansum(np.abs(im.mu), axis=1)
     meta["psf_moffat_beta"] = psf_beta
     meta["supersampling"] = supersample
     return DeviceBatch(meta, stamps, ctrl, host_row)

@@ -87,3 +87,17 @@ def test_design_points_mark_designs_that_lose_the_lenses():
         a.update({f"alt_{n}_diff_hi": dh, f"alt_{n}_label": n.upper(), f"alt_{n}_shortcut": "removes the core shortcut"})
     pts = answers.design_points({"08_alternatives": a})
     assert [p["name"] for p in pts] == ["a", "b"] and [p["keeps"] for p in pts] == [True, False]
+
+
+def test_population_note_follows_the_data_chapters_lens_shares():
+    g = _g()
+    assert answers.compose(g)["population"] == ""  # data chapter not executed: no claim
+    g["02_data"] = {"physical__frac_unresolved": 0.88, "physical__frac_detectable": 0.05,
+                    "detectable__frac_unresolved": 0.01, "detectable__frac_resolved": 0.4}
+    note = answers.compose(g)["population"]
+    assert "88% of its lenses are unresolved" in note and "5% pass" in note and "no survey finds" in note
+    g["02_data"].update(physical__frac_unresolved=0.3, physical__frac_detectable=0.6)
+    note = answers.compose(g)["population"]
+    assert "30% of its lenses" in note and "no survey finds" not in note
+    g["02_data"] = {"user_data__frac_unresolved": 0.1, "user_data__frac_resolved": 0.7}
+    assert answers.compose(g)["population"].startswith("Your data: 10% of the injected lenses are unresolved")

@@ -162,6 +162,8 @@ def test_book_runs_on_team_format_data_written_without_the_simulator(tmp_path_fa
         assert "team_manifests" in (html / f"{nb}.html").read_text()
     alt = _glued(root / "book" / "chapters" / "08_alternatives.ipynb", "text/markdown")
     assert "your data" in alt["alt_source"] and "needs the simulator" in alt["alt_brightness_text"]
+    ans = _glued(root / "book" / "chapters" / "10_answers.ipynb", "text/markdown")
+    assert ans["ans_population"].startswith("Your data:")  # which lenses, from the team's own θ_E and PSF
 
 
 def _real_manifest_dir(root, n=60, seed=3):

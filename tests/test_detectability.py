@@ -1,0 +1,120 @@
+"""LensPop's detectability cuts and the `detectable` preset: the S/N definition on planted arcs, the seeing test
+on either side of its boundary, and a simulated batch whose every injection passes the cuts it claims."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lensnb import detectability, populations, simulate
+from lensnb.populations import electrons_per_nmgy
+
+S = 16
+
+
+def _planted(pixels, flux, host=0.0):
+    arc = torch.zeros((1, 3, S, S), dtype=torch.float64)
+    for k in range(pixels):
+        arc[0, :, k, 0] = flux
+    return arc, torch.full_like(arc, host)
+
+
+def test_lenspop_snr_one_pixel_counts_sky_and_the_arcs_photon_noise():
+    sky, f = 0.01, 0.5
+    arc, host = _planted(1, f)
+    snr = detectability.lenspop_snr(arc, host, np.full((1, 3), sky)).numpy()[0]
+    expect = f / np.sqrt(sky**2 + f / electrons_per_nmgy())
+    np.testing.assert_allclose(snr, expect, rtol=1e-9)
+
+
+def test_lenspop_snr_takes_the_best_aperture_and_counts_the_host():
+    sky, f = 0.01, 0.05
+    arc, host = _planted(4, f)
+    sn4 = detectability.lenspop_snr(arc, host, np.full((1, 3), sky)).numpy()[0]
+    var = sky**2 + f / electrons_per_nmgy()
+    np.testing.assert_allclose(sn4, 4 * f / np.sqrt(4 * var), rtol=1e-9)  # equal pixels: all four in the aperture
+    # a bright host under the arc adds photon noise: the same arc reads lower
+    arc_h, host_h = _planted(4, f, host=5.0)
+    sn_h = detectability.lenspop_snr(arc_h, host_h, np.full((1, 3), sky)).numpy()[0]
+    assert (sn_h < 0.5 * sn4).all()
+    # faint pixels that only add noise are left out of the aperture: S/N never falls when they are added
+    arc_f = arc.clone()
+    arc_f[0, :, 10:, 10:] = 1e-6
+    sn_f = detectability.lenspop_snr(arc_f, host, np.full((1, 3), sky)).numpy()[0]
+    assert (sn_f >= sn4 - 1e-9).all()
+
+
+def test_resolvable_either_side_of_the_boundary():
+    rs, fwhm = 0.3, 1.3
+    t0 = detectability.theta_e_min(rs, fwhm)
+    np.testing.assert_allclose(2 * t0**2, (2 * rs) ** 2 + fwhm**2)
+    assert detectability.resolvable(t0 * 1.01, rs, fwhm)
+    assert not detectability.resolvable(t0 * 0.99, rs, fwhm)
+
+
+def test_passes_needs_all_three_cuts():
+    snr = np.array([25, 15, 25, 25])
+    mu = np.array([4, 4, 2, 4])
+    res = np.array([True, True, True, False])
+    assert detectability.passes(snr, mu, res).tolist() == [True, False, False, False]
+
+
+def test_resolution_bins():
+    b = detectability.resolution_bin([0.7, 0.75, 1.2, 1.3], [1.0, 1.0, 1.0, 1.0])
+    assert b.tolist() == [detectability.RESOLUTION_BINS[0], detectability.RESOLUTION_BINS[1],
+                          detectability.RESOLUTION_BINS[1], detectability.RESOLUTION_BINS[2]]
+
+
+@pytest.fixture(scope="module")
+def detectable_batch():
+    hosts = populations.sample_hosts(12, np.random.default_rng([3, 0]))
+    return hosts, simulate.simulate_on_device(hosts, 5, populations.get_preset("detectable"), 3, device="cpu")
+
+
+def test_detectable_preset_draws_pass_the_cuts_they_claim(detectable_batch):
+    _, b = detectable_batch
+    m = b.meta
+    assert len(m) == 60 and m["detectable"].all()
+    # recomputed independently of the stored flags
+    assert (m["arc_snr_lenspop"] >= 20).all() and (m["total_magnification"] >= 3).all()
+    fwhm = np.choose(m["arc_snr_lenspop_band"].map({"g": 0, "r": 1, "z": 2}).to_numpy(),
+                     m[["psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z"]].to_numpy().T)
+    assert (2 * m["theta_e_arcsec"] ** 2 >= (2 * m["src_r_eff_arcsec"]) ** 2 + fwhm**2).all()
+    # the stored S/N is the one of the stored arc on its host (stamp - ctrl carries the arc's photon noise)
+    arcs = b.stamps - b.ctrls[b.host_row]
+    snr = detectability.lenspop_snr(arcs, b.ctrls[b.host_row],
+                                    m[["noise_sigma_g", "noise_sigma_r", "noise_sigma_z"]].to_numpy())
+    assert np.corrcoef(snr.numpy().max(1), m["arc_snr_lenspop"])[0, 1] > 0.9
+    # planted rejects: some first draws failed and were redrawn
+    assert (m["detect_draws"] > 1).any()
+
+
+def test_physical_preset_keeps_every_draw_and_flags_the_undetectable(detectable_batch):
+    hosts, _ = detectable_batch
+    m = simulate.simulate_on_device(hosts, 5, populations.get_preset("physical"), 3, device="cpu").meta
+    assert (m["detect_draws"] == 1).all()
+    assert not m["detectable"].all()  # the physical population holds lenses no survey finds
+    ok = detectability.passes(m["arc_snr_lenspop"], m["total_magnification"], m["lens_resolvable"])
+    assert (ok == m["detectable"].to_numpy()).all()
+
+
+def test_impossible_cuts_stop_with_the_hosts_named(detectable_batch):
+    hosts, _ = detectable_batch
+    spec = populations.get_preset("detectable", {"detect": {"snr_min": 1e9, "mu_min": 3.0, "max_rounds": 2}})
+    with pytest.raises(ValueError, match=r"4 injection\(s\) found no lens passing the detectability cuts .*\(host_id \[0, 0, 1, 1\]\)"):
+        simulate.simulate_on_device(hosts.iloc[:2], 2, spec, 3, device="cpu")
+
+
+def test_detectable_draws_do_not_depend_on_the_batch(detectable_batch):
+    hosts, b = detectable_batch
+    spec = populations.get_preset("detectable")
+    half = pd.concat([simulate.simulate_on_device(hosts.iloc[s:s + 6], 5, spec, 3, device="cpu").meta
+                      for s in (0, 6)], ignore_index=True)
+    np.testing.assert_array_equal(half["theta_e_arcsec"].to_numpy(), b.meta["theta_e_arcsec"].to_numpy())
+    np.testing.assert_array_equal(half["detect_draws"].to_numpy(), b.meta["detect_draws"].to_numpy())
+
+
+def test_sourced_comparison_flags_a_median_outside_the_range():
+    m = pd.DataFrame({"theta_e_arcsec": np.linspace(0.3, 0.7, 50), "src_z": np.linspace(1.5, 2.2, 50)})
+    cmp = detectability.sourced_comparison(m, populations.DETECTABLE_SOURCED).set_index("quantity")
+    assert not cmp.loc["theta_e_arcsec", "inside"] and cmp.loc["src_z", "inside"]
+    assert "total_magnification" not in cmp.index
