@@ -303,7 +303,16 @@ def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None
     print(f"[lensnb] {nb_path.stem}: executing (profile {profile_name})", flush=True)
     c0 = _cpu_seconds()
     os.environ["LENSNB_CHAPTER"] = nb_path.stem  # inherited by the kernel: labels its training-throughput log
-    dt = execute(nb_path, out, params, profile=profile_name, overrides=overrides, key=key)
+    # on the team's data a figure's layout defect is a warning in the build log (the figure is still drawn): a
+    # layout rule never stops a user's review; the project's own builds and tests keep failing on it
+    lint_mode = os.environ.get("LENSNB_LINT")
+    if "data" in overrides and lint_mode is None:
+        os.environ["LENSNB_LINT"] = "warn"
+    try:
+        dt = execute(nb_path, out, params, profile=profile_name, overrides=overrides, key=key)
+    finally:
+        if lint_mode is None:
+            os.environ.pop("LENSNB_LINT", None)
     print(f"[lensnb] {nb_path.stem}: done in {dt:.1f} s", flush=True)
     from .lint import check_notebook
 

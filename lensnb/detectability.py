@@ -96,15 +96,19 @@ def cut_shares(frame: pd.DataFrame, cuts: dict | None = None) -> dict:
             "all three": float((snr_ok & mu_ok & res).mean())}
 
 
-#: theta_E / FWHM (r band) bins every stratified verdict uses: unresolved, marginal, resolved lenses.
+#: theta_E / FWHM (r band) bin edges every stratified verdict uses: unresolved, marginal, resolved lenses.
 RESOLUTION_EDGES = (0.75, 1.25)
-RESOLUTION_BINS = ("θ_E < 0.75 FWHM", "0.75–1.25 FWHM", "θ_E > 1.25 FWHM")
 
 
-def resolution_bin(theta_e, fwhm) -> np.ndarray:
-    """The θ_E/FWHM bin of each lens (labels of ``RESOLUTION_BINS``; ``theta_e`` and ``fwhm`` in arcsec)."""
-    x = np.asarray(theta_e, float) / np.asarray(fwhm, float)
-    return np.array(RESOLUTION_BINS, dtype=object)[np.digitize(x, RESOLUTION_EDGES)]
+def theta_bins(theta_e, fwhm, edges=RESOLUTION_EDGES) -> pd.Categorical:
+    """θ_E relative to the r-band PSF FWHM of each image (both in arcsec), in three bins with readable labels
+    (below 0.75 FWHM a lens is unresolved: its counter-image and most of its arc fall in the central pixels)."""
+    ratio = np.asarray(theta_e, float) / np.asarray(fwhm, float)
+    lo, hi = edges
+    labels = np.array([f"θ_E < {lo:g} FWHM", f"{lo:g}–{hi:g} FWHM", f"θ_E > {hi:g} FWHM"], dtype=object)
+    out = pd.Series(labels[np.digitize(ratio, [lo, hi])], dtype=object)
+    out[~np.isfinite(ratio)] = None
+    return pd.Categorical(out, categories=list(labels), ordered=True)
 
 
 def sourced_comparison(meta: pd.DataFrame, sourced: dict) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import gates, pools
+from .detectability import theta_bins  # noqa: F401  (the chapters' θ_E/FWHM bins: experiment.theta_bins)
 from .metrics import equivalence_verdict, fast_auroc, seeded_auroc, seeded_difference
 from .train import predict, train
 
@@ -199,17 +200,6 @@ def criteria(out: dict, n_boot: int, seed: int, e2_threshold: float = 0.80, gap_
          "ci_low": gap.ci_low, "ci_high": gap.ci_high, "seed_sd": gap.seed_sd, "verdict": gv,
          "per-seed verdicts": ", ".join(seed_gv), "flips between seeds": len(set(seed_gv)) > 1},
     ])
-
-
-def theta_bins(theta_e, fwhm, edges=(0.75, 1.25)) -> pd.Series:
-    """θ_E relative to the r-band PSF FWHM of each image, in three bins with readable labels."""
-    ratio = np.asarray(theta_e, float) / np.asarray(fwhm, float)
-    lo, hi = edges
-    labels = np.array([f"θ_E < {lo:g} FWHM", f"{lo:g}–{hi:g} FWHM", f"θ_E > {hi:g} FWHM"], dtype=object)
-    idx = np.digitize(ratio, [lo, hi])
-    out = pd.Series(labels[idx], dtype=object)
-    out[~np.isfinite(ratio)] = None
-    return pd.Categorical(out, categories=list(labels), ordered=True)
 
 
 def tercile_labels(values, unit: str = "", digits: int = 2) -> pd.Categorical:

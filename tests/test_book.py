@@ -149,9 +149,10 @@ def test_book_runs_on_team_format_data_written_without_the_simulator(tmp_path_fa
     root = _copy_project(tmp_path_factory.mktemp("lensnb_teamdata"))
     data = root / "team_manifests"
     data.mkdir()
-    df = corpus.good_frame(n_hosts=50, per_host=10, seed=5)
-    corpus.write(df.iloc[:250], data / "part-000.parquet")
-    corpus.write(df.iloc[250:], data / "part-001.parquet")
+    # small and foreign, as a team's first try: 120 hosts x 6 rows in 3 files (every chapter sizes itself from it)
+    df = corpus.good_frame(n_hosts=120, per_host=6, seed=5)
+    for k in range(3):
+        corpus.write(df.iloc[k * 240:(k + 1) * 240], data / f"part-{k:03d}.parquet")
     proc, _ = _build(root, "book", "--profile", "smoke", "--data", str(data))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     html = root / "book" / "_build" / "html" / "chapters"

@@ -58,10 +58,11 @@ def test_passes_needs_all_three_cuts():
     assert detectability.passes(snr, mu, res).tolist() == [True, False, False, False]
 
 
-def test_resolution_bins():
-    b = detectability.resolution_bin([0.7, 0.75, 1.2, 1.3], [1.0, 1.0, 1.0, 1.0])
-    assert b.tolist() == [detectability.RESOLUTION_BINS[0], detectability.RESOLUTION_BINS[1],
-                          detectability.RESOLUTION_BINS[1], detectability.RESOLUTION_BINS[2]]
+def test_theta_bins():
+    b = detectability.theta_bins([0.7, 0.75, 1.2, 1.3, np.nan], [1.0, 1.0, 1.0, 1.0, 1.0])
+    cats = list(b.categories)
+    assert cats == ["θ_E < 0.75 FWHM", "0.75–1.25 FWHM", "θ_E > 1.25 FWHM"]
+    assert list(b[:4]) == [cats[0], cats[1], cats[1], cats[2]] and b.isna()[4]
 
 
 @pytest.fixture(scope="module")
