@@ -314,6 +314,55 @@ def keeps_lenses(diff_high: float, margin: float = LOSS_MARGIN) -> bool:
     return not (np.isfinite(diff_high) and diff_high < -margin)
 
 
+def lens_reading(ci_low: float, ci_high: float, margin: float = LOSS_MARGIN) -> str:
+    """A design's AUROC change from the proposal read against the loss margin, from its 90% interval (one-sided
+    tests at 5%): 'loses the lenses' (the whole interval below -margin), 'keeps the lenses' (the whole interval
+    above -margin: non-inferior), else 'undecidable'."""
+    if ci_high < -margin:
+        return "loses the lenses"
+    if ci_low > -margin:
+        return "keeps the lenses"
+    return "undecidable"
+
+
+def differences_by_lens(out: dict, tests: dict, *, n_boot: int, seed: int, margin: float = LOSS_MARGIN,
+                        min_positives: int = 10) -> pd.DataFrame:
+    """Which lenses a design's verdict holds for: each design's AUROC change from the proposal (design − unpaired
+    raw on the same test images; joint host bootstrap, training seeds folded in, 90% interval) on all test lenses
+    and per θ_E/FWHM bin, on the primary test set and (where simulated) on the same lenses at the request's
+    brightness. Columns: candidate, test set, lenses (bin), positives, change, ci_low, ci_high, reading
+    (:func:`lens_reading`); a bin with fewer than ``min_positives`` test lenses gets no interval."""
+    from .experiment import theta_bins
+    from .metrics import seeded_difference
+
+    rows = []
+    for tname in ("primary", "bright"):
+        if tname not in tests or (BASELINE, tname) not in out["scores"]:
+            continue
+        ts = tests[tname]
+        base = out["scores"][(BASELINE, tname)]
+        bins = theta_bins(ts.table["theta_e_arcsec"], ts.table["psf_fwhm_used_r"])
+        levels = [("all test lenses", np.ones(len(ts.y), bool))] + \
+                 [(lv, np.asarray(bins == lv) | (ts.y == 0)) for lv in bins.categories]
+        for c in out["summary"]["candidate"]:
+            if c == BASELINE or (c, tname) not in out["scores"]:
+                continue
+            S = out["scores"][(c, tname)]
+            for lv, sel in levels:
+                npos = int((sel & (ts.y == 1)).sum())
+                row = {"candidate": c, "test set": tname, "lenses": lv, "positives": npos}
+                if npos >= min_positives:
+                    d = seeded_difference(ts.y[sel], base[:, sel], ts.hosts[sel], ts.y[sel], S[:, sel], ts.hosts[sel],
+                                          n_boot=n_boot, level=0.90, seed=seed)
+                    row.update(change=d.estimate, ci_low=d.ci_low, ci_high=d.ci_high,
+                               reading=lens_reading(d.ci_low, d.ci_high, margin))
+                else:
+                    row.update(change=np.nan, ci_low=np.nan, ci_high=np.nan,
+                               reading=f"fewer than {min_positives} test lenses")
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def rank(table: pd.DataFrame, metric: str = "tpr", margin: float = LOSS_MARGIN) -> pd.DataFrame:
     """Rank candidates: designs that keep the lenses (``keeps_lenses`` of ``diff_high``) before those that lose them;
     within each, by the shortcut verdict (removes < undecidable < does not), then by ``metric`` (descending). Adds

@@ -70,11 +70,19 @@ class _G:
         return all(k in self.g.get(chapter, {}) for k in keys)
 
 
+def model_preset(g: dict) -> str:
+    """The simulator preset the alternatives and failure-modes chapters trained and tested on (their glued
+    ``alt_preset``; empty when not glued, e.g. on the team's data)."""
+    return _strip(g.get("08_alternatives", {}).get("alt_preset", ""))
+
+
 def _rel_sentence(G) -> str:
-    """The failure-mode chapter's model-level core reliance (``physical`` data, core filled from the annulus)."""
+    """The failure-mode chapter's model-level core reliance (its preset's data, core filled from the annulus)."""
     if not G.has("09_failure_modes", "fm_rel_paired_text", "fm_rel_unpaired_text"):
         return ""
-    return ("With the realistic (`physical`) arcs and the core filled from the surrounding annulus instead, "
+    fp = _strip(G("09_failure_modes", "fm_preset", ""))
+    who = f"the `{fp}` lenses" if fp else "the failure-modes chapter's data"
+    return (f"With {who} and the core filled from the surrounding annulus instead, "
             f"{_strip(G('09_failure_modes', 'fm_rel_paired_text'))} and "
             f"{_strip(G('09_failure_modes', 'fm_rel_unpaired_text'))} (failure-modes chapter): the answer depends on "
             "the arcs and on how the core is hidden, so run the reliance gate on the team's own data")
@@ -116,28 +124,30 @@ def _strip(s) -> str:
 
 def population_note(g: dict) -> str:
     """Which lenses the page's numbers speak for, from the data chapter's LensPop-cut and θ_E/FWHM tables: the
-    share of unresolved (θ_E < 0.75 FWHM) and detectable lenses in the `physical` preset behind Q4–Q6 and in the
-    `detectable` preset (the lenses a survey finder can find), or in the team's data."""
+    share of unresolved (θ_E < 0.75 FWHM) and detectable lenses in the preset behind Q4–Q6 (``model_preset``)
+    and among every lens behind a DESI LRG (the `physical` preset), or in the team's data."""
     G = _G(g)
     if G.has("02_data", "user_data__frac_unresolved", "user_data__frac_resolved"):
         u, r = float(G("02_data", "user_data__frac_unresolved")), float(G("02_data", "user_data__frac_resolved"))
         return (f"Your data: {u:.0%} of the injected lenses are unresolved (θ_E < 0.75 FWHM) and {r:.0%} resolved "
                 f"(θ_E > 1.25 FWHM); an unresolved lens puts its counter-image and most of its arc in the central "
                 f"pixels, where core light is lens signal, not a shortcut (data chapter, θ_E/FWHM table).")
-    keys = ("physical__frac_unresolved", "physical__frac_detectable", "detectable__frac_unresolved",
-            "detectable__frac_resolved")
+    mp = model_preset(g) or "physical"
+    keys = (f"{mp}__frac_unresolved", f"{mp}__frac_detectable", "physical__frac_unresolved",
+            "physical__frac_detectable")
     if not G.has("02_data", *keys):
         return ""
-    pu, pdet, du, dr = (float(G("02_data", k)) for k in keys)
-    s = (f"The model results behind Q4–Q6 (alternatives and failure-modes chapters) are measured on the `physical` "
-         f"preset, every lens behind a DESI LRG: {pu:.0%} of its lenses are unresolved (θ_E < 0.75 FWHM) and "
-         f"{pdet:.0%} pass LensPop's three detectability cuts. The lenses a survey finder can find (the `detectable` "
-         f"preset) are {du:.0%} unresolved and {dr:.0%} resolved (θ_E > 1.25 FWHM)")
-    if pu > 0.5 and pdet < 0.5:
-        s += ("; a verdict measured on the `physical` lenses therefore speaks mostly for lenses no survey finds, and "
-              "for an unresolved lens core light is lens signal, not a shortcut (data chapter, LensPop-cut and "
-              "θ_E/FWHM tables)")
-    return s + "."
+    mu, mdet, pu, pdet = (float(G("02_data", k)) for k in keys)
+    s = (f"The model results behind Q4–Q6 (alternatives and failure-modes chapters) are measured on the `{mp}` "
+         f"preset: {mu:.0%} of its lenses are unresolved (θ_E < 0.75 FWHM) and {mdet:.0%} pass LensPop's three "
+         f"detectability cuts")
+    if mp != "physical":
+        s += (f"; of every lens behind a DESI LRG (the `physical` preset) {pu:.0%} are unresolved and {pdet:.0%} "
+              f"pass the cuts")
+    if mu > 0.5 and mdet < 0.5:
+        s += (f"; a verdict measured on the `{mp}` lenses therefore speaks mostly for lenses no survey finds, and "
+              "for an unresolved lens core light is lens signal, not a shortcut")
+    return s + " (data chapter, LensPop-cut and θ_E/FWHM tables)."
 
 
 def compose(g: dict, *, source: str = "the simulator") -> dict:
@@ -161,7 +171,9 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
     un = _strip(G("08_alternatives", "alt_unpaired_raw_shortcut", "")) if G.has("08_alternatives", "alt_unpaired_raw_shortcut") else ""
     ev1 = f"{G('03_pools', 'e4_text', '')} {h1}".strip()
     if un:
-        ev1 += f" On the realistic (`physical`) data of the alternatives chapter, the proposal's core gates say: {un}."
+        mp = model_preset(g)
+        ev1 += (f" On the {'`' + mp + '` lenses' if mp else 'data'} of the alternatives chapter, the proposal's core "
+                f"gates say: {un}.")
     q["Q1"] = {"question": "Is the unpaired design sound?", "verdict": v1, "evidence": ev1, "confidence": c1,
                "where": "pools chapter, core gates per design; alternatives chapter, ranked table"}
     # ---- Q2: balancing
@@ -232,7 +244,8 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
     # ---- Q5: alternatives
     fav = G("08_alternatives", "alt_favoured_text", "")
     q["Q5"] = {"question": "Alternative approaches?", "verdict": _strip(fav) or "Not measured.",
-               "evidence": str(G("08_alternatives", "alt_brightness_text", "")),
+               "evidence": _sentences(str(G("08_alternatives", "alt_brightness_text", "")),
+                                      _strip(G("08_alternatives", "alt_by_lens_text", ""))),
                "confidence": _strip(G("08_alternatives", "alt_favoured_shortcut", "")) or "",
                "where": "alternatives chapter, ranked table and summary figure"}
     # ---- Q6: failure modes

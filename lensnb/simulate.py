@@ -183,7 +183,8 @@ def tidal_images(st: pd.DataFrame, flux: np.ndarray, device) -> torch.Tensor:
 
 
 def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, kernels: torch.Tensor, *,
-                  supersample: int, device, refine: bool = True, host_images: torch.Tensor | None = None):
+                  supersample: int, device, refine: bool = True, host_images: torch.Tensor | None = None,
+                  draw_rounds=None):
     """Draw ``per_host`` injections per host and render their PSF-convolved arcs.
 
     ``hosts`` needs host_id, host_z (NaN allowed unless the preset ties theta_E to the host, which also
@@ -191,6 +192,9 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
     ``host_images`` the host stamps (H, 3, 64, 64) [nmgy/pixel] the arcs go on: with them each injection gets
     LensPop's S/N and cuts (``lensnb.detectability``), and a preset with ``detect`` cuts redraws every
     injection that fails them (up to ``detect["max_rounds"]`` times, from streams keyed by the round).
+    ``draw_rounds`` (one per injection, >= 1: the ``detect_draws`` of another dataset of the same hosts) replays
+    those draws instead, without cuts: the same lenses rendered under other preset keys (a PSF mismatch, other
+    source colours or brightness), so a comparison with that dataset is paired lens by lens.
     Returns (meta with the injection, image and arc columns, host row of each injection, arcs (N, 3, 64, 64)
     on ``device``).
     """
@@ -203,20 +207,25 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
     from . import detectability
 
     n = len(hosts) * per_host
+    replay = None if draw_rounds is None else np.asarray(draw_rounds, dtype=np.int64) - 1
+    if replay is not None and (len(replay) != n or (replay < 0).any()):
+        raise ValueError(f"draw_rounds: need {n} values >= 1 (one per injection), got {len(replay)}")
     todo = np.arange(n)
     parts = []
     arcs_t = torch.zeros((n, 3, STAMP_SIZE, STAMP_SIZE), dtype=torch.float32, device=device)
-    for r in range(int(cuts["max_rounds"]) + 1 if cuts else 1):
+    rounds = np.unique(replay) if replay is not None else range(int(cuts["max_rounds"]) + 1 if cuts else 1)
+    for r in rounds:
         if not len(todo):
             break
-        m, h, a, drawn = _draw_arcs(hosts, per_host, preset, seed, kernels, supersample, device, refine, r, todo,
-                                    prefilter=bool(cuts))
+        rows = todo if replay is None else np.flatnonzero(replay == r)
+        m, h, a, drawn = _draw_arcs(hosts, per_host, preset, seed, kernels, supersample, device, refine, int(r), rows,
+                                    prefilter=bool(cuts) and replay is None)
         if not len(drawn):
             continue
         det = detectability.measure(m, a, host_images[torch.as_tensor(np.array(h, dtype=np.int64), device=device)],
                                     cuts)
         m = pd.concat([m, det], axis=1)
-        ok = det["detectable"].to_numpy(bool) if cuts else np.ones(len(m), bool)
+        ok = det["detectable"].to_numpy(bool) if cuts and replay is None else np.ones(len(m), bool)
         keep = drawn[ok]
         parts.append(m[ok].set_axis(keep).assign(detect_draws=r + 1))
         arcs_t[torch.as_tensor(keep, device=device)] = a[torch.as_tensor(np.flatnonzero(ok), device=device)]
@@ -302,7 +311,7 @@ class DeviceBatch:
 
 def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, *, supersample: int = 3,
                        noise: bool = True, arc_noise: bool = False, device=None, refine: bool = True,
-                       confusers=None) -> DeviceBatch:
+                       confusers=None, draw_rounds=None) -> DeviceBatch:
     """Simulate ``per_host`` injections for each host, leaving the images on ``device``.
 
     ``confusers`` (types of ``lensnb.confusers``, e.g. ``["ring", "blue_companion"]``): each row's arc is
@@ -323,7 +332,7 @@ def simulate_on_device(hosts: pd.DataFrame, per_host: int, preset: dict, seed: i
     ctrl, kernels = render_hosts(hosts, seed, supersample=supersample, noise=noise, device=device, real=real,
                                  companions=companions, psf_beta=psf_beta)
     meta, hidx, arcs_t = injected_arcs(hosts, per_host, preset, seed, kernels, supersample=supersample, device=device,
-                                       refine=refine, host_images=ctrl)
+                                       refine=refine, host_images=ctrl, draw_rounds=draw_rounds)
     meta["n_companions"] = np.bincount(companions["host_row"].to_numpy(np.int64), minlength=len(hosts))[hidx]
     meta["photon_noise"] = bool(real["poisson"] or arc_noise)
     c = real["noise_corr"] if noise else 0.0
@@ -371,11 +380,11 @@ def simulate_batch(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, 
 def simulate(preset: str, n_hosts: int, per_host: int, seed: int, out, *, noise: bool = True,
              arc_noise: bool = False, supersample: int = 3, device=None, hosts_per_batch: int | None = None,
              preset_overrides: dict | None = None, progress: bool = True, refine: bool = True,
-             confusers=None) -> pd.DataFrame:
+             confusers=None, draw_rounds=None) -> pd.DataFrame:
     """Write a paired dataset to ``out`` (Parquet, atomically); return its metadata.
 
     ``hosts_per_batch`` hosts are simulated at a time (default 64 on a CPU, 2048 on a GPU); the data
-    do not depend on it.
+    do not depend on it. ``draw_rounds``: see :func:`injected_arcs` (n_hosts x per_host values).
     """
     if n_hosts < 1 or per_host < 1:
         raise ValueError("hosts and per-host must be at least 1")
@@ -399,7 +408,9 @@ def simulate(preset: str, n_hosts: int, per_host: int, seed: int, out, *, noise:
         for s in batches:
             b = simulate_on_device(hosts.iloc[s : s + hosts_per_batch], per_host, spec, seed,
                                    supersample=supersample, noise=noise, arc_noise=arc_noise, device=device,
-                                   refine=refine, confusers=confusers)
+                                   refine=refine, confusers=confusers,
+                                   draw_rounds=None if draw_rounds is None else
+                                   np.asarray(draw_rounds)[s * per_host:(s + hosts_per_batch) * per_host])
             meta = b.meta
             meta["preset"], meta["seed"] = preset, seed
             meta["stamp_npz"] = [dataset.encode_npz(a) for a in to_host(b.stamps)]
@@ -458,11 +469,15 @@ def _code_hash() -> str:
 
 
 def cached_dataset(preset: str, n_hosts: int, per_host: int, seed: int, *, supersample: int = 3, device=None,
-                   preset_overrides: dict | None = None):
+                   preset_overrides: dict | None = None, same_lenses: bool = True):
     """Path of a simulated dataset under ``data/processed``, simulated if absent.
 
     The file name carries every argument and a hash of the simulator's source, so a changed
     simulator never reuses a stale file; writes are atomic, so a crashed run leaves nothing.
+    With ``preset_overrides`` on a preset with detectability cuts (and ``same_lenses``, unless the overrides
+    change the cuts), the lenses are those the preset itself kept (its dataset's ``detect_draws``, replayed
+    without cuts): a variant (PSF mismatch, other sources' colours or brightness) changes the rendering, not
+    which lenses are drawn.
     """
     from .config import PROCESSED_DIR
 
@@ -472,10 +487,18 @@ def cached_dataset(preset: str, n_hosts: int, per_host: int, seed: int, *, super
     tag = ""
     if preset_overrides:
         tag = "_o" + hashlib.sha256(json.dumps(preset_overrides, sort_keys=True).encode()).hexdigest()[:8]
+    draws = None
+    if (preset_overrides and same_lenses and populations.get_preset(preset).get("detect")
+            and "detect" not in preset_overrides):
+        import pyarrow.parquet as pq
+
+        base = cached_dataset(preset, n_hosts, per_host, seed, supersample=supersample, device=device)
+        draws = pq.read_table(base, columns=["detect_draws"]).column(0).to_numpy()
+        tag += "_same"
     path = PROCESSED_DIR / f"sim_{preset}{tag}_h{n_hosts}_k{per_host}_s{seed}_ss{supersample}_{_code_hash()}.parquet"
     if not path.exists():
         simulate(preset, n_hosts, per_host, seed, path, supersample=supersample, device=device,
-                 preset_overrides=preset_overrides)
+                 preset_overrides=preset_overrides, draw_rounds=draws)
     return path
 
 

@@ -139,3 +139,38 @@ def test_unpaired_test_table_gives_one_image_per_host_and_disjoint_classes():
     assert len(t) == 20 and t["host"].is_unique
     assert t["label"].sum() == 10
     assert set(t.loc[t.label == 1, "image"]) == {"stamp"} and set(t.loc[t.label == 0, "image"]) == {"ctrl"}
+
+
+def test_differences_by_lens_read_each_theta_bin_on_its_own():
+    """A planted design that matches the proposal on resolved lenses and scores unresolved ones at random: it keeps
+    the resolved lenses and loses the unresolved ones; with only resolved lenses its overall verdict is 'keeps'."""
+    rng = np.random.default_rng(0)
+    n_pos, n_neg = 300, 300
+    y = np.r_[np.ones(n_pos, int), np.zeros(n_neg, int)]
+    theta = np.r_[np.where(np.arange(n_pos) % 2 == 0, 0.5, 2.0), np.full(n_neg, np.nan)]
+    table = pd.DataFrame({"theta_e_arcsec": theta, "psf_fwhm_used_r": 1.0, "label": y, "host": np.arange(len(y))})
+    ts = alt.TestSet("primary", np.zeros((len(y), 3, 2, 2), np.float32), table)
+    base = np.stack([np.r_[rng.normal(2, 1, n_pos), rng.normal(0, 1, n_neg)] for _ in range(2)])
+    design = base.copy()
+    unresolved = np.r_[theta[:n_pos] < 0.75, np.zeros(n_neg, bool)]
+    design[:, unresolved] = rng.normal(0, 1, (2, unresolved.sum()))
+    out = {"scores": {(alt.BASELINE, "primary"): base, ("unpaired_residual", "primary"): design},
+           "summary": pd.DataFrame({"candidate": [alt.BASELINE, "unpaired_residual"]})}
+    bl = alt.differences_by_lens(out, {"primary": ts}, n_boot=200, seed=1).set_index("lenses")
+    assert bl.loc["θ_E < 0.75 FWHM", "reading"] == "loses the lenses"
+    assert bl.loc["θ_E > 1.25 FWHM", "reading"] == "keeps the lenses"
+    assert bl.loc["0.75–1.25 FWHM", "reading"].startswith("fewer than")
+    # the same design on a population of resolved lenses only: the overall verdict flips to "keeps"
+    keep = ~unresolved
+    ts2 = alt.TestSet("primary", ts.images[keep], table[keep].reset_index(drop=True))
+    out2 = {"scores": {k: v[:, keep] for k, v in out["scores"].items()}, "summary": out["summary"]}
+    overall = alt.differences_by_lens(out2, {"primary": ts2}, n_boot=200, seed=1).set_index("lenses")
+    assert overall.loc["all test lenses", "reading"] == "keeps the lenses"
+    assert alt.differences_by_lens(out, {"primary": ts}, n_boot=200, seed=1).set_index(
+        "lenses").loc["all test lenses", "reading"] == "loses the lenses"
+
+
+def test_lens_reading_is_three_way():
+    assert alt.lens_reading(-0.2, -0.1) == "loses the lenses"
+    assert alt.lens_reading(-0.04, 0.02) == "keeps the lenses"
+    assert alt.lens_reading(-0.08, 0.0) == "undecidable"

@@ -93,11 +93,14 @@ def test_population_note_follows_the_data_chapters_lens_shares():
     g = _g()
     assert answers.compose(g)["population"] == ""  # data chapter not executed: no claim
     g["02_data"] = {"physical__frac_unresolved": 0.88, "physical__frac_detectable": 0.05,
-                    "detectable__frac_unresolved": 0.01, "detectable__frac_resolved": 0.4}
+                    "detectable__frac_unresolved": 0.01, "detectable__frac_detectable": 1.0}
+    g["08_alternatives"]["alt_preset"] = "physical"
     note = answers.compose(g)["population"]
-    assert "88% of its lenses are unresolved" in note and "5% pass" in note and "no survey finds" in note
-    g["02_data"].update(physical__frac_unresolved=0.3, physical__frac_detectable=0.6)
+    assert "`physical` preset: 88% of its lenses are unresolved" in note and "5% pass" in note
+    assert "no survey finds" in note
+    g["08_alternatives"]["alt_preset"] = "detectable"
     note = answers.compose(g)["population"]
-    assert "30% of its lenses" in note and "no survey finds" not in note
+    assert "`detectable` preset: 1% of its lenses are unresolved" in note and "100% pass" in note
+    assert "(the `physical` preset) 88% are unresolved" in note and "no survey finds" not in note
     g["02_data"] = {"user_data__frac_unresolved": 0.1, "user_data__frac_resolved": 0.7}
     assert answers.compose(g)["population"].startswith("Your data: 10% of the injected lenses are unresolved")

@@ -119,3 +119,29 @@ def test_sourced_comparison_flags_a_median_outside_the_range():
     cmp = detectability.sourced_comparison(m, populations.DETECTABLE_SOURCED).set_index("quantity")
     assert not cmp.loc["theta_e_arcsec", "inside"] and cmp.loc["src_z", "inside"]
     assert "total_magnification" not in cmp.index
+
+
+def test_a_variant_replays_the_kept_lenses(detectable_batch):
+    """Under another preset key (a broader PSF) the same kept draws are rendered, without the cuts: the lenses
+    are the same ones, lens by lens, and the flags say which of them the variant would still let through."""
+    hosts, b = detectable_batch
+    spec = populations.get_preset("detectable", {"psf_scale": 1.3})
+    v = simulate.simulate_on_device(hosts, 5, spec, 3, device="cpu", draw_rounds=b.meta["detect_draws"]).meta
+    for c in ("theta_e_arcsec", "src_x_arcsec", "src_mag_r", "src_r_eff_arcsec", "detect_draws"):
+        np.testing.assert_array_equal(v[c].to_numpy(), b.meta[c].to_numpy())
+    assert (v["psf_fwhm_used_r"].to_numpy() > b.meta["psf_fwhm_used_r"].to_numpy()).all()
+    assert v["detectable"].mean() < 1.0  # some lenses are no longer resolvable under the broader PSF
+    with pytest.raises(ValueError, match="draw_rounds: need 60 values"):
+        simulate.simulate_on_device(hosts, 5, spec, 3, device="cpu", draw_rounds=[1, 1])
+
+
+def test_cached_variant_of_a_detectable_dataset_keeps_its_lenses(tmp_path, monkeypatch):
+    from lensnb import config, dataset
+
+    monkeypatch.setattr(config, "PROCESSED_DIR", tmp_path)
+    base = simulate.cached_dataset("detectable", 6, 3, 5)
+    var = simulate.cached_dataset("detectable", 6, 3, 5, preset_overrides={"src_clumpy_fraction": 1.0})
+    assert "_same_" in var.name
+    mb, mv = dataset.StampStore(base).meta, dataset.StampStore(var).meta
+    np.testing.assert_array_equal(mb["theta_e_arcsec"].to_numpy(), mv["theta_e_arcsec"].to_numpy())
+    assert (mv["src_n_knots"] > 0).all() and (mb["src_n_knots"] == 0).all()
