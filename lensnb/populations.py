@@ -277,7 +277,8 @@ PRESETS: dict[str, dict] = {
                        "`physical`), independent of the host as the team's injections are, and every injection "
                        "must pass LensPop's three cuts on its own host, PSF and depth (arc S/N >= 20 with sky, host "
                        "and arc photon noise, total magnification >= 3, resolvable: 2 theta_E^2 >= (2 R_s)^2 + "
-                       "FWHM^2); a rejected injection is redrawn. Hosts as in `physical`.",
+                       "FWHM^2); a rejected injection is redrawn (up to max_rounds times; a rare host no lens "
+                       "passes on keeps its last draw, flagged detectable = False). Hosts as in `physical`.",
         "theta_e": {"dist": "lognormal", "median": 1.35, "p16": 1.06, "p84": 1.78},
         "beta": {"dist": "quantiles", "p": list(DETECTABLE_BETA_P), "x": list(DETECTABLE_BETA_X)},
         "mass_e_sd": 0.1, "shear_sd": 0.05,

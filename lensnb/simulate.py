@@ -29,6 +29,9 @@ from .render import (
 )
 
 BANDS = ("g", "r", "z")
+#: Largest share of a batch's injections allowed to miss a preset's detectability cuts after every redraw (kept,
+#: flagged detectable = False); more stops the simulation as a misconfiguration.
+MAX_UNDETECTABLE_SHARE = 0.01
 
 
 def render_chunk(device) -> int:
@@ -231,10 +234,19 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
         arcs_t[torch.as_tensor(keep, device=device)] = a[torch.as_tensor(np.flatnonzero(ok), device=device)]
         todo = np.setdiff1d(todo, keep)
     if len(todo):
-        ids = hosts["host_id"].to_numpy()[todo[:5] // per_host].tolist()
-        raise ValueError(f"{len(todo)} injection(s) found no lens passing the detectability cuts {cuts} in "
-                         f"{cuts['max_rounds']} redraws (host_id {ids}{' ...' if len(todo) > 5 else ''}): a host too "
-                         "bright or a PSF too wide for the preset's lenses")
+        ids = sorted(set(hosts["host_id"].to_numpy()[todo // per_host].tolist()))
+        if len(todo) > MAX_UNDETECTABLE_SHARE * n:
+            raise ValueError(f"{len(todo)} of {n} injection(s) found no lens passing the detectability cuts {cuts} in "
+                             f"{cuts['max_rounds']} redraws (host_id {ids[:5]}{' ...' if len(ids) > 5 else ''}): hosts "
+                             "too bright or PSFs too wide for the preset's lenses")
+        # a rare host no lens of the preset can pass on (a bright core, a wide PSF): it keeps its last draw,
+        # flagged detectable = False, so one host never stops a build
+        r = int(cuts["max_rounds"])
+        m, h, a, drawn = _draw_arcs(hosts, per_host, preset, seed, kernels, supersample, device, refine, r, todo)
+        det = detectability.measure(m, a, host_images[torch.as_tensor(np.array(h, dtype=np.int64), device=device)],
+                                    cuts)
+        parts.append(pd.concat([m, det], axis=1).set_axis(drawn).assign(detect_draws=r + 1))
+        arcs_t[torch.as_tensor(drawn, device=device)] = a
     return pd.concat(parts).sort_index().reset_index(drop=True), np.arange(n) // per_host, arcs_t
 
 

@@ -101,8 +101,21 @@ def test_physical_preset_keeps_every_draw_and_flags_the_undetectable(detectable_
 def test_impossible_cuts_stop_with_the_hosts_named(detectable_batch):
     hosts, _ = detectable_batch
     spec = populations.get_preset("detectable", {"detect": {"snr_min": 1e9, "mu_min": 3.0, "max_rounds": 2}})
-    with pytest.raises(ValueError, match=r"4 injection\(s\) found no lens passing the detectability cuts .*\(host_id \[0, 0, 1, 1\]\)"):
+    with pytest.raises(ValueError, match=r"4 of 4 injection\(s\) found no lens passing the detectability cuts .*"
+                                          r"\(host_id \[0, 1\]\)"):
         simulate.simulate_on_device(hosts.iloc[:2], 2, spec, 3, device="cpu")
+
+
+def test_a_rare_host_no_lens_can_pass_keeps_its_draw_flagged():
+    """One host of 120 with a PSF no detectable lens resolves: its injection is kept, flagged, and the batch goes on;
+    every other injection passes the cuts."""
+    hosts = populations.sample_hosts(120, np.random.default_rng([4, 0]))
+    for b in "grz":
+        hosts.loc[7, f"psf_fwhm_used_{b}"] = 8.0
+    spec = populations.get_preset("detectable")
+    m = simulate.simulate_on_device(hosts, 1, spec, 3, device="cpu").meta
+    assert len(m) == 120 and not m.loc[7, "detectable"] and m.loc[7, "detect_draws"] == spec["detect"]["max_rounds"] + 1
+    assert m.drop(index=7)["detectable"].all()
 
 
 def test_detectable_draws_do_not_depend_on_the_batch(detectable_batch):
