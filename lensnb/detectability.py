@@ -70,8 +70,7 @@ def measure(meta: pd.DataFrame, arcs: torch.Tensor, hosts: torch.Tensor, cuts: d
     snr = lenspop_snr(arcs, hosts, meta[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(float)).cpu().numpy()
     best = snr.argmax(1)
     fwhm = meta[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(float)[np.arange(len(meta)), best]
-    res = resolvable(meta["theta_e_arcsec"], meta["src_r_eff_arcsec"], fwhm,
-                     {**CUTS, **(cuts or {})}["resolve_factor"])
+    res = resolvable(meta["theta_e_arcsec"], meta["src_r_eff_arcsec"], fwhm, _cuts(cuts)["resolve_factor"])
     out = pd.DataFrame({"arc_snr_lenspop": snr.max(1), "arc_snr_lenspop_band": np.array(BANDS)[best],
                         "lens_resolvable": res}, index=meta.index)
     out["detectable"] = passes(out["arc_snr_lenspop"], meta["total_magnification"], res, cuts)
@@ -80,20 +79,31 @@ def measure(meta: pd.DataFrame, arcs: torch.Tensor, hosts: torch.Tensor, cuts: d
 
 def passes(snr, mu, resolved, cuts: dict | None = None) -> np.ndarray:
     """All three cuts: S/N >= snr_min, mu >= mu_min and resolvable (bool array)."""
-    c = {**CUTS, **(cuts or {})}
+    c = _cuts(cuts)
     return (np.asarray(snr, float) >= c["snr_min"]) & (np.asarray(mu, float) >= c["mu_min"]) \
         & np.asarray(resolved, bool)
 
 
 def cut_shares(frame: pd.DataFrame, cuts: dict | None = None) -> dict:
-    """Share of injections passing each cut and all of them (needs the columns of :func:`measure` and
-    total_magnification): ``{"S/N": .., "magnification": .., "resolvable": .., "all three": ..}``."""
-    c = {**CUTS, **(cuts or {})}
-    snr_ok = frame["arc_snr_lenspop"].to_numpy(float) >= c["snr_min"]
-    mu_ok = frame["total_magnification"].to_numpy(float) >= c["mu_min"]
-    res = frame["lens_resolvable"].to_numpy(bool)
-    return {"S/N": float(snr_ok.mean()), "magnification": float(mu_ok.mean()), "resolvable": float(res.mean()),
-            "all three": float((snr_ok & mu_ok & res).mean())}
+    """Share of injections passing each cut and all three (``{"S/N ≥ 20": .., "μ ≥ 3": .., "resolvable": ..,
+    "all three": ..}``, the names from the cuts' values). A cut whose column (``arc_snr_lenspop``,
+    ``total_magnification``, ``lens_resolvable``) is missing, as in a team's manifest, is NaN, and so is "all
+    three" then."""
+    c = _cuts(cuts)
+    ok = {f"S/N ≥ {c['snr_min']:g}": (frame["arc_snr_lenspop"].to_numpy(float) >= c["snr_min"])
+          if "arc_snr_lenspop" in frame else None,
+          f"μ ≥ {c['mu_min']:g}": (frame["total_magnification"].to_numpy(float) >= c["mu_min"])
+          if "total_magnification" in frame else None,
+          "resolvable": frame["lens_resolvable"].to_numpy(bool) if "lens_resolvable" in frame else None}
+    out = {k: float(v.mean()) if v is not None else float("nan") for k, v in ok.items()}
+    out["all three"] = float(np.logical_and.reduce(list(ok.values())).mean()) \
+        if all(v is not None for v in ok.values()) else float("nan")
+    return out
+
+
+def _cuts(cuts: dict | None) -> dict:
+    """``CUTS`` with the keys of ``cuts`` (e.g. a preset's ``detect``) in their place."""
+    return {**CUTS, **(cuts or {})}
 
 
 #: theta_E / FWHM (r band) bin edges every stratified verdict uses: unresolved, marginal, resolved lenses.

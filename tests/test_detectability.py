@@ -158,3 +158,11 @@ def test_cached_variant_of_a_detectable_dataset_keeps_its_lenses(tmp_path, monke
     mb, mv = dataset.StampStore(base).meta, dataset.StampStore(var).meta
     np.testing.assert_array_equal(mb["theta_e_arcsec"].to_numpy(), mv["theta_e_arcsec"].to_numpy())
     assert (mv["src_n_knots"] > 0).all() and (mb["src_n_knots"] == 0).all()
+
+
+def test_cut_shares_count_each_cut_and_leave_missing_columns_undecided():
+    f = pd.DataFrame({"arc_snr_lenspop": [25, 15, 30, 40], "total_magnification": [4, 4, 2, 5],
+                      "lens_resolvable": [True, True, True, False]})
+    assert detectability.cut_shares(f) == {"S/N ≥ 20": 0.75, "μ ≥ 3": 0.75, "resolvable": 0.75, "all three": 0.25}
+    team = detectability.cut_shares(f[["arc_snr_lenspop"]])
+    assert team["S/N ≥ 20"] == 0.75 and np.isnan(team["μ ≥ 3"]) and np.isnan(team["all three"])
