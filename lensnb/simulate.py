@@ -209,6 +209,11 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
         return meta.assign(detect_draws=1), hidx, arcs_t
     from . import detectability
 
+    def judged(m, h, a):
+        """``m`` with LensPop's S/N and cut columns of arcs ``a`` on their hosts ``h``."""
+        hi = torch.as_tensor(np.array(h, dtype=np.int64), device=device)
+        return pd.concat([m, detectability.measure(m, a, host_images[hi], cuts)], axis=1)
+
     n = len(hosts) * per_host
     replay = None if draw_rounds is None else np.asarray(draw_rounds, dtype=np.int64) - 1
     if replay is not None and (len(replay) != n or (replay < 0).any()):
@@ -225,10 +230,8 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
                                     prefilter=bool(cuts) and replay is None)
         if not len(drawn):
             continue
-        det = detectability.measure(m, a, host_images[torch.as_tensor(np.array(h, dtype=np.int64), device=device)],
-                                    cuts)
-        m = pd.concat([m, det], axis=1)
-        ok = det["detectable"].to_numpy(bool) if cuts and replay is None else np.ones(len(m), bool)
+        m = judged(m, h, a)
+        ok = m["detectable"].to_numpy(bool) if cuts and replay is None else np.ones(len(m), bool)
         keep = drawn[ok]
         parts.append(m[ok].set_axis(keep).assign(detect_draws=r + 1))
         arcs_t[torch.as_tensor(keep, device=device)] = a[torch.as_tensor(np.flatnonzero(ok), device=device)]
@@ -243,9 +246,7 @@ def injected_arcs(hosts: pd.DataFrame, per_host: int, preset: dict, seed: int, k
         # flagged detectable = False, so one host never stops a build
         r = int(cuts["max_rounds"])
         m, h, a, drawn = _draw_arcs(hosts, per_host, preset, seed, kernels, supersample, device, refine, r, todo)
-        det = detectability.measure(m, a, host_images[torch.as_tensor(np.array(h, dtype=np.int64), device=device)],
-                                    cuts)
-        parts.append(pd.concat([m, det], axis=1).set_axis(drawn).assign(detect_draws=r + 1))
+        parts.append(judged(m, h, a).set_axis(drawn).assign(detect_draws=r + 1))
         arcs_t[torch.as_tensor(drawn, device=device)] = a
     return pd.concat(parts).sort_index().reset_index(drop=True), np.arange(n) // per_host, arcs_t
 
