@@ -379,12 +379,15 @@ def rank(table: pd.DataFrame, metric: str = "tpr", margin: float = LOSS_MARGIN) 
 # --------------------------------------------------------------------------- data
 @dataclass
 class TestSet:
-    """A common test set: raw images (N, 3, 64, 64) and a table with label, host, theta_e_arcsec,
-    psf_fwhm_used_r, arc_snr (and confuser_type for the confuser set)."""
+    """A common test set: raw images (N, 3, 64, 64), a table with label, host, theta_e_arcsec,
+    psf_fwhm_used_r, arc_snr (the counter-image position where the data give it; confuser_type for the
+    confuser set) and, where the data are paired, each image's host-only control (N, 3, 64, 64), from which
+    the reliance measure fills a hidden region."""
 
     name: str
     images: np.ndarray
     table: pd.DataFrame
+    controls: np.ndarray | None = None
 
     @property
     def y(self):
@@ -409,6 +412,26 @@ def _confuser_dataset(preset: str, n_hosts: int, per_host: int, seed: int, overr
     if not path.exists():
         simulate(preset, n_hosts, per_host, seed, path, confusers="all", preset_overrides=overrides)
     return path
+
+
+def reliance_masks(ts: TestSet, counter_radius_fwhm: float = 0.75) -> dict:
+    """The regions the reliance measure hides in a test set (each later filled from the image's own control):
+    the central 10x10 box ("core") and, where the table gives the counter-image's position, a disk of
+    ``counter_radius_fwhm`` times the median r-band FWHM around it ("counter-image"). Empty without controls."""
+    from .config import PIXEL_SCALE
+    from .experiment import counter_image_masks
+
+    if ts.controls is None:
+        return {}
+    n = len(ts.table)
+    out = {"core": np.broadcast_to(gates.CORE_MASK, (n,) + gates.CORE_MASK.shape)}
+    t = ts.table
+    if {"inner_image_r_arcsec", "src_x_arcsec", "src_y_arcsec"} <= set(t.columns):
+        pos = t["label"].to_numpy() == 1
+        if np.isfinite(t["inner_image_r_arcsec"].to_numpy(float)[pos]).any():
+            fwhm_px = float(np.nanmedian(t["psf_fwhm_used_r"].to_numpy(float)[pos])) / PIXEL_SCALE
+            out["counter-image"] = counter_image_masks(t, counter_radius_fwhm * fwhm_px)
+    return out
 
 
 def _load(path, with_ctrls: bool = True):
@@ -438,7 +461,7 @@ def unpaired_test_table(meta: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 def _test_frame(table: pd.DataFrame, meta: pd.DataFrame) -> pd.DataFrame:
     t = table.reset_index(drop=True).copy()
-    for c in ("theta_e_arcsec", "psf_fwhm_used_r", "arc_snr"):
+    for c in ("theta_e_arcsec", "psf_fwhm_used_r", "arc_snr", "inner_image_r_arcsec", "src_x_arcsec", "src_y_arcsec"):
         t[c] = meta[c].to_numpy()[t["row"].to_numpy()] if c in meta else np.nan
     return t
 
@@ -469,7 +492,7 @@ def variant_test_set(name: str, primary: TestSet, n_hosts: int, seed: int, overr
     t = _test_frame(primary.table[["row", "image", "label", "host"]], m)
     if not (pools.host_key(m).to_numpy()[t["row"].to_numpy()] == t["host"].to_numpy()).all():
         raise RuntimeError(f"the {name} test set's hosts differ from the primary's")
-    return TestSet(name, _images(t, s, c), t)
+    return TestSet(name, _images(t, s, c), t, c[t["row"].to_numpy()])
 
 
 def test_sets(n_hosts: int, seed: int, *, preset: str = "physical", data_test=None) -> dict[str, TestSet]:
@@ -480,18 +503,18 @@ def test_sets(n_hosts: int, seed: int, *, preset: str = "physical", data_test=No
     if data_test is not None:
         stamps, ctrls, meta = data_test
         t = _test_frame(unpaired_test_table(meta, seed), meta)
-        out["primary"] = TestSet("your data (unseen hosts)", _images(t, stamps, ctrls), t)
+        out["primary"] = TestSet("your data (unseen hosts)", _images(t, stamps, ctrls), t, ctrls[t["row"].to_numpy()])
         return out
     from .simulate import cached_dataset
 
     stamps, ctrls, meta = _load(cached_dataset(preset, n_hosts, 1, seed))
     t = _test_frame(unpaired_test_table(meta, seed), meta)
-    out["primary"] = TestSet(f"{preset} brightness", _images(t, stamps, ctrls), t)
+    out["primary"] = TestSet(f"{preset} brightness", _images(t, stamps, ctrls), t, ctrls[t["row"].to_numpy()])
     bs, bc, bm = _load(cached_dataset(preset, n_hosts, 1, seed, preset_overrides=bright_overrides()))
     if not (pools.host_key(bm) == pools.host_key(meta)).all():
         raise RuntimeError("the bright test set's hosts differ from the primary's")
     tb = _test_frame(t[["row", "image", "label", "host"]], bm)
-    out["bright"] = TestSet(f"{BRIGHT_PRESET} brightness", _images(tb, bs, bc), tb)
+    out["bright"] = TestSet(f"{BRIGHT_PRESET} brightness", _images(tb, bs, bc), tb, bc[tb["row"].to_numpy()])
     cs, _, cm = _load(_confuser_dataset(preset, n_hosts, 1, seed), with_ctrls=False)
     tc = pd.DataFrame({"row": np.arange(len(cm)), "image": "stamp", "label": 0, "host": pools.host_key(cm).to_numpy(),
                        "confuser_type": cm["confuser_type"].to_numpy()})
@@ -570,20 +593,23 @@ def _auc_row(name, y, S, g, n_boot, seed):
 def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_per_class: dict, seed: int, seeds,
         train_kw: dict, cache: str | None = None, dropout_p: float = 0.5, dropout_radius_px: float = 5.0,
         shuffle_share: float = 0.25, confuser_share: float = 0.25, gate_threshold: float = 0.65, n_boot: int = 500,
-        fprs=(0.01, 0.001), progress: bool = True) -> dict:
+        fprs=(0.01, 0.001), counter_radius_fwhm: float = 0.75, reliance_relative: float = 0.2,
+        progress: bool = True) -> dict:
     """Train every candidate (one model per training seed, cached by its inputs) and judge it on the common
     test sets. Returns tables: ``results`` (candidate x test set AUROC), ``summary`` (one row per candidate:
     primary AUROC, difference from the baseline, TPR at low FPR, AUROC at the other brightness, core gates on
     the candidate's own input, the shortcut verdict), ``gates``, ``theta`` (TPR by theta_E / FWHM),
-    ``snr`` (completeness against arc S/N), ``confusers`` (FPR per type), ``reliance`` (AUROC lost with the core
-    hidden, per theta_E bin), ``kinds`` (the hard-negative mix) and ``models`` (candidate -> trained models, one
+    ``snr`` (completeness against arc S/N), ``confusers`` (FPR per type), ``reliance`` (the one reliance measure,
+    ``experiment.reliance_by_bin``: the share of skill above chance lost, and the AUROC drop, when the core box or the
+    counter-image disk of ``counter_radius_fwhm`` FWHM is filled from each image's own control, per theta_E bin;
+    empty when the test set has no controls), ``kinds`` (the hard-negative mix) and ``models`` (candidate -> trained models, one
     per seed)."""
     import time
 
     from tqdm import tqdm
 
     from . import results as _results
-    from .experiment import _train_cached, theta_bins
+    from .experiment import _train_cached, reliance_by_bin, theta_bins
     from .metrics import difference_verdict, seeded_difference
     from .train import predict
 
@@ -595,7 +621,8 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
     split = data.get("split") or pools.split_hosts(meta, n_hosts, seed)
     prim = tests["primary"]
     gates.check_no_shared_hosts(np.concatenate([split["train"], split["val"]]), prim.hosts)
-    masked_primary = gates.fill_from_annulus(prim.images, gates.CORE_MASK)
+    hidden = reliance_masks(prim, counter_radius_fwhm)
+    hidden_images = {k: gates.fill_from_control(prim.images, prim.controls, m) for k, m in hidden.items()}
     scores, gate_rows, kinds, timing, trained = {}, [], {}, {}, {}
     it = tqdm(cands, desc="candidates", unit="candidate") if progress else cands
     for cand in it:
@@ -630,8 +657,9 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
         for name, ts in tests.items():
             xin = candidate_input(cand.input, ts.images)
             scores[(cand.name, name)] = np.stack([predict(m.model, m.normaliser, xin) for m in models])
-        scores[(cand.name, "primary, core hidden")] = np.stack(
-            [predict(m.model, m.normaliser, candidate_input(cand.input, masked_primary)) for m in models])
+        for k, xh in hidden_images.items():
+            scores[(cand.name, f"primary, {k} hidden")] = np.stack(
+                [predict(m.model, m.normaliser, candidate_input(cand.input, xh)) for m in models])
         # the data-level core gates on the candidate's own training input
         for gname, feats, model in (("core LR", gates.core_features, "lr"),
                                     ("nonlinear core", gates.core_nonlinear_features, "gbt"),
@@ -710,21 +738,16 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
                 e, lo, hi = fpr_at_tpr(prim.y, S, N, gN, 0.5, n_boot=n_boot, seed=seed)
                 conf_rows.append({"candidate": c.name, "negatives": k, "n": N.shape[1], "fpr": e, "ci_low": lo,
                                   "ci_high": hi})
-        Sm = scores[(c.name, "primary, core hidden")]
-        for level in bins.categories:
-            sel = np.asarray(bins == level) | (prim.y == 0)
-            if (sel & (prim.y == 1)).sum() < 10:
-                continue
-            y, h = prim.y[sel], prim.hosts[sel]
-            full = _auc_row("", y, S[:, sel], h, n_boot, seed)
-            d = seeded_difference(y, S[:, sel], h, y, Sm[:, sel], h, n_boot=n_boot, seed=seed)
-            rel_rows.append({"candidate": c.name, "bin": level, "auroc": full["auroc"], "change": d.estimate,
-                             "ci_low": d.ci_low, "ci_high": d.ci_high})
+        if hidden:
+            sc = {"unmodified": S, **{k: scores[(c.name, f"primary, {k} hidden")] for k in hidden}}
+            rel_rows.append(reliance_by_bin(sc, prim.table, bins, fit_hosts=None, relative=reliance_relative,
+                                            n_boot=n_boot, seed=seed).assign(candidate=c.name))
     summ = pd.DataFrame(summary)
     return {"split": split, "scores": scores, "results": res, "summary": summ, "ranked": rank(summ, f"tpr_{fprs[0]:g}"
             if summ[f"tpr_{fprs[0]:g}"].notna().any() else "auroc"),
             "gates": gate_df, "theta": pd.DataFrame(theta_rows), "snr": pd.DataFrame(snr_rows),
-            "confusers": pd.DataFrame(conf_rows), "reliance": pd.DataFrame(rel_rows), "kinds": kinds,
+            "confusers": pd.DataFrame(conf_rows),
+            "reliance": pd.concat(rel_rows, ignore_index=True) if rel_rows else pd.DataFrame(), "kinds": kinds,
             "timing": pd.DataFrame(timing).T, "n_test_negatives": n_neg, "fprs": list(fprs), "models": trained}
 
 

@@ -77,15 +77,17 @@ def model_preset(g: dict) -> str:
 
 
 def _rel_sentence(G) -> str:
-    """The failure-mode chapter's model-level core reliance (its preset's data, core filled from the annulus)."""
-    if not G.has("09_failure_modes", "fm_rel_paired_text", "fm_rel_unpaired_text"):
+    """The model-level reliance the page quotes, from one place: the failure-modes chapter's ``fm_rel_text`` (the one
+    measure, ``gates.reliance_gate``: regions filled from each image's own control; per θ_E/FWHM bin) on the lenses
+    behind Q4–Q6. The shortcut-gates chapter runs the same measure on its own presets and says so there."""
+    if not G.has("09_failure_modes", "fm_rel_text"):
         return ""
-    fp = _strip(G("09_failure_modes", "fm_preset", ""))
-    who = f"the `{fp}` lenses" if fp else "the failure-modes chapter's data"
-    return (f"With {who} and the core filled from the surrounding annulus instead, "
-            f"{_strip(G('09_failure_modes', 'fm_rel_paired_text'))} and "
-            f"{_strip(G('09_failure_modes', 'fm_rel_unpaired_text'))} (failure-modes chapter): the answer depends on "
-            "the arcs and on how the core is hidden, so run the reliance gate on the team's own data")
+    t = _strip(G("09_failure_modes", "fm_rel_text"))
+    if not t:
+        return ""
+    fp = _strip(G("09_failure_modes", "fm_preset", "")) if G.has("09_failure_modes", "fm_preset") else ""
+    who = f"on the `{fp}` lenses" if fp else "on your data"
+    return f"Model-level reliance {who} (failure-modes chapter): {t}"
 
 
 def _enough(need: str, have: int):
@@ -237,8 +239,7 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
     q["Q4"] = {"question": "What additional gates should we run?", "verdict": v4q,
                "evidence": _sentences(f"Null checks: {G('05_gates', 'null_text', '')}",
                                       f"Planted defects: {G('05_gates', 'spoil_text', '')}",
-                                      G("05_gates", "core_rel_text", ""), _strip(G("05_gates", "occ_reading", "")),
-                                      _rel_sentence(G)),
+                                      _strip(G("05_gates", "occ_reading", "")), _rel_sentence(G)),
                "confidence": "decided where a gate's interval clears its threshold",
                "where": "shortcut-gates chapter; failure-modes chapter, monitor list"}
     # ---- Q5: alternatives

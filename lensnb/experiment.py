@@ -493,8 +493,15 @@ def core_auc_vs_brightness(preset: str, mag_offsets, n_hosts: int, per_host: int
     return pd.DataFrame(rows)
 
 
+def null_reading(auc: float, null) -> str:
+    """Where a cross-validated gate's AUROC sits against its permuted-label null AUROCs: 'above its null' (above
+    every permutation), 'below its null' (below every one), else 'inside its null' (no direction to read)."""
+    null = np.asarray(null, float)
+    return "above its null" if auc > null.max() else "below its null" if auc < null.min() else "inside its null"
+
+
 def realism_sensitivity(preset: str, n_hosts: int, per_host: int, seed: int, *, n_boot: int = 500,
-                        steps=None, margin: float = 0.05, progress: bool = True) -> pd.DataFrame:
+                        steps=None, margin: float = 0.05, n_perm: int = 19, progress: bool = True) -> pd.DataFrame:
     """The request's core-only logistic regression (E4) as the simulator's realism options are switched on
     one after another (``populations.REALISM_STEPS``, each at its ``REALISM_ON`` value), starting from all off.
 
@@ -503,7 +510,11 @@ def realism_sensitivity(preset: str, n_hosts: int, per_host: int, seed: int, *, 
     hosts; unpaired: positives and negatives from disjoint halves), on raw stamps and on azimuthal-median
     residuals (``lensnb.preprocess``), and the change from the all-off baseline: the difference of the two
     AUROCs with its 95% joint host-bootstrap interval (``change``: up / down / no detectable change) and two
-    one-sided tests at 90% against ``margin`` (``equivalence``). Returns one row per (step, design, input).
+    one-sided tests at 90% against ``margin`` (``equivalence``). On the last step (everything on) each gate is also
+    compared with its own permuted-label null (``gates.cv_null``, ``n_perm`` permutations; their range is a
+    two-sided test at 2/(n_perm + 1)): ``null_low``/``null_high`` and ``null_reading`` ('above its null', 'below its
+    null', or 'inside its null' -- a gate inside its null shows no direction, however far it sits from 0.5).
+    Returns one row per (step, design, input).
     """
     from . import populations
     from .dataset import StampStore
@@ -539,6 +550,10 @@ def realism_sensitivity(preset: str, n_hosts: int, per_host: int, seed: int, *, 
                 sc = gates.grouped_cv_scores(gates.core_features(xx), y, g, seed=seed)
                 auc, lo, hi = cluster_bootstrap_ci(y, sc, g, n_boot=n_boot, seed=seed)
                 row = {"step": label, "design": design, "input": inp, "core_auc": auc, "ci_low": lo, "ci_high": hi}
+                if label == plan[-1][0] and n_perm:
+                    null = gates.cv_null(gates.core_features(xx), y, g, n_perm=n_perm, seed=seed)
+                    row.update(null_low=float(null.min()), null_high=float(null.max()),
+                               null_reading=null_reading(auc, null))
                 base = scores.setdefault((design, inp), (y, sc, g))
                 if base[1] is not sc:  # the change from the all-off baseline: same hosts, joint host bootstrap
                     if not (np.array_equal(base[0], y) and np.array_equal(base[2], g)):

@@ -414,24 +414,44 @@ def results_frame(results) -> "pd.DataFrame":
     return pd.DataFrame([r.__dict__ for r in results if r is not None])
 
 
+def share_of_skill_lost(a_full, a_masked):
+    """The share of a model's skill above chance that masking removes, bounded to [0, 1]: (A - A_m) / (A - 0.5)
+    with the masked AUROC A_m clipped to [0.5, A] (a masked model below chance has lost all its skill, one above
+    the unmasked model none); NaN where the unmasked model has no skill above chance (A <= 0.5), since there is
+    then no skill to lose. Arrays broadcast (one value per training seed)."""
+    a0, a1 = np.asarray(a_full, float), np.asarray(a_masked, float)
+    skill = a0 - 0.5
+    lost = a0 - np.clip(a1, 0.5, np.maximum(a0, 0.5))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(skill > 0, lost / np.where(skill > 0, skill, 1.0), np.nan)
+
+
+NO_SKILL = "undecidable (the model is not above chance)"
+
+
 def reliance_gate(name: str, scores_full, scores_masked, y, groups, relative: float = 0.2, n_boot: int = 500,
                   seed: int = 0, fit_groups=None) -> dict:
-    """Does a model rely on a masked region? The share of its skill above chance that masking removes,
-    (AUROC(unmodified) - AUROC(masked)) / (AUROC(unmodified) - 0.5), with a joint host bootstrap (both
-    score sets resampled with the same hosts) and, for scores of several training seeds ((k, n) arrays),
-    the seed spread folded in. 'relies' if the whole interval exceeds ``relative``, 'does not rely' if it
-    lies below, else 'undecidable'. A relative threshold scales with the model's skill: a 0.05 drop is a
-    third of the skill of a model at AUROC 0.65 but a tenth of one at 1.0. The absolute drop and its
-    interval are returned too."""
+    """Does a model rely on a masked region? The share of its skill above chance that masking removes
+    (``share_of_skill_lost``, in [0, 1]), with a joint host bootstrap (both score sets resampled with the same
+    hosts) and, for scores of several training seeds ((k, n) arrays), the seed spread folded in. 'relies' if
+    the whole interval exceeds ``relative``, 'does not rely' if it lies below, else 'undecidable'; where the
+    unmasked model's AUROC interval reaches chance there is no skill to share out and the verdict is
+    ``NO_SKILL``. A relative threshold scales with the model's skill: a 0.05 drop is a third of the skill of a
+    model at AUROC 0.65 but a tenth of one at 1.0. The absolute AUROC drop and its interval are returned too."""
     from .metrics import joint_host_bootstrap
 
     check_gate_input(y, groups, n_folds=1)
     if fit_groups is not None:
         check_no_shared_hosts(fit_groups, groups)
     sets = [(y, scores_full, groups), (y, scores_masked, groups)]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = joint_host_bootstrap(sets, lambda a: (a[0] - a[1]) / (a[0] - 0.5), n_boot=n_boot, seed=seed)
-    drop = joint_host_bootstrap(sets, lambda a: a[0] - a[1], n_boot=n_boot, seed=seed)
+    full = joint_host_bootstrap(sets[:1], lambda a: a[0], n_boot=n_boot, seed=seed, bounds=(0.0, 1.0))
+    drop = joint_host_bootstrap(sets, lambda a: a[0] - a[1], n_boot=n_boot, seed=seed, bounds=(-1.0, 1.0))
+    if full.ci_low <= 0.5:
+        nan = float("nan")
+        return {"name": name, "AUROC drop": drop.estimate, "drop_low": drop.ci_low, "drop_high": drop.ci_high,
+                "share of skill lost": nan, "ci_low": nan, "ci_high": nan, "verdict": NO_SKILL}
+    share = joint_host_bootstrap(sets, lambda a: share_of_skill_lost(a[0], a[1]), n_boot=n_boot, seed=seed,
+                                 bounds=(0.0, 1.0))
     v = "relies" if share.ci_low > relative else ("does not rely" if share.ci_high < relative else "undecidable")
     return {"name": name, "AUROC drop": drop.estimate, "drop_low": drop.ci_low, "drop_high": drop.ci_high,
             "share of skill lost": share.estimate, "ci_low": share.ci_low, "ci_high": share.ci_high, "verdict": v}

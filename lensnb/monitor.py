@@ -8,7 +8,8 @@ regression (E4), the nonlinear core gate, and a survey-conditions gate (PSF, dep
 metadata columns the manifest carries, plus the sky region as the brick's position); the radial-profile gate
 is reported as an arc-signal check. Model-level battery (``--model``: a checkpoint written by lensnb's
 training cache, or any ``torch.save`` of ``{"state", "median", "scale", "residual"}``): how much of the
-model's skill is lost when the central 10x10 px are hidden (``gates.reliance_gate``).
+model's skill is lost when the central 10x10 px are hidden, filled from each image's own control
+(``gates.reliance_gate``).
 
 The manifest is streamed: at most ``--max-rows`` rows (hosts sampled whole, seeded) are decoded, in batches,
 and only the features the gates need are kept, so memory stays bounded whatever the manifest's size.
@@ -70,8 +71,9 @@ def training_rows(meta: pd.DataFrame, design: str, max_rows: int, seed: int) -> 
     return t.reset_index(drop=True)
 
 
-def _stream(store, table: pd.DataFrame, fn, batch: int = 2048) -> np.ndarray:
-    """``fn(images)`` over the table's images, ``batch`` at a time (decoded on demand), concatenated."""
+def _stream(store, table: pd.DataFrame, fn, batch: int = 2048, with_controls: bool = False) -> np.ndarray:
+    """``fn(images)`` over the table's images, ``batch`` at a time (decoded on demand), concatenated; with
+    ``with_controls``, ``fn(images, controls)`` with each image's host-only control (its row's ctrl stamp)."""
     out = []
     for s in range(0, len(table), batch):
         t = table.iloc[s:s + batch]
@@ -80,7 +82,7 @@ def _stream(store, table: pd.DataFrame, fn, batch: int = 2048) -> np.ndarray:
             m = (t["image"] == which).to_numpy()
             if m.any():
                 imgs[m] = store.images(t["row"].to_numpy()[m], col)
-        out.append(fn(imgs))
+        out.append(fn(imgs, store.images(t["row"].to_numpy(), "ctrl_stamp_npz")) if with_controls else fn(imgs))
     return np.concatenate(out)
 
 
@@ -148,7 +150,9 @@ def battery(path, *, model=None, design: str = "auto", max_rows: int = 20000, th
     if model is not None:
         net, norm = model
         full = _stream(store, t, lambda x: predict(net, norm, x, device="cpu"))
-        hidden = _stream(store, t, lambda x: predict(net, norm, gates.fill_from_annulus(x, gates.CORE_MASK), device="cpu"))
+        # the one reliance definition (gates.reliance_gate): the core filled from each image's own control
+        hidden = _stream(store, t, lambda x, c: predict(net, norm, gates.fill_from_control(x, c, gates.CORE_MASK),
+                                                         device="cpu"), with_controls=True)
         r = gates.reliance_gate("model core reliance", full, hidden, y, g, relative=relative, n_boot=n_boot, seed=seed)
         rows.append({"gate": r["name"], "kind": "model", "value": r["share of skill lost"], "ci_low": r["ci_low"],
                      "ci_high": r["ci_high"], "verdict": r["verdict"], "rows": len(t), "hosts": len(np.unique(g))})

@@ -6,6 +6,8 @@ with three decimals and intervals as "0.904 (0.891 to 0.918)".
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .metrics import format_interval
 
 
@@ -78,6 +80,9 @@ def memorisation(design: str, seen: float, unseen: float, lo: float, hi: float) 
 
 
 def reliance(model: str, region: str, share: float, lo: float, hi: float, verdict: str, relative: float) -> str:
+    if not np.isfinite(share):
+        return (f"The {model} model's reliance on the {region} cannot be measured here: its AUROC is not above chance, "
+                "so it has no skill to lose.")
     what = {"relies": "relies on", "does not rely": "does not rely on", "undecidable": "may or may not rely on"}[verdict]
     return (f"The {model} model {what} the {region}: masking it removes {_iv(share, lo, hi)} of its skill above "
             f"chance (threshold {relative:g}).")
@@ -99,3 +104,25 @@ def trend(gate: str, design: str, first: dict, last: dict, full_hosts: int) -> s
              f"intervals; more hosts narrow the interval ({a['ci_high'] - a['ci_low']:.3f} → "
              f"{b['ci_high'] - b['ci_low']:.3f} wide) but show no trend to carry to {full_hosts:,} hosts")
     return f"The {gate} gate on the {design} design {t}."
+
+
+def reliance_by_bin(rel, model: str, regions=("core", "counter-image")) -> str:
+    """One sentence per hidden region from a reliance table (``experiment.reliance_by_bin`` rows of one model:
+    masked, θ_E bin, share of skill lost, ci_low, ci_high, verdict): the share of the model's skill above chance
+    lost on all lenses and per θ_E/FWHM bin. Empty when the table holds none of ``regions``."""
+    out = []
+    for region in regions:
+        r = rel[rel["masked"] == region]
+        if not len(r):
+            continue
+        parts = []
+        for _, x in r.iterrows():
+            v = x["share of skill lost"]
+            who = "all lenses" if x["θ_E bin"] == "all θ_E" else "θ_E/FWHM " + str(x["θ_E bin"])
+            if np.isfinite(v):
+                parts.append(f"{_iv(v, x['ci_low'], x['ci_high'])} for {who} ({x['verdict']}, {int(x['positives'])} lenses)")
+            else:
+                parts.append(f"nothing measurable for {who} (the model is not above chance there; "
+                             f"{int(x['positives'])} lenses)")
+        out.append(f"hiding the {region} costs the {model} model " + "; ".join(parts) + " of its skill above chance")
+    return "; ".join(out)

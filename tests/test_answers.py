@@ -65,13 +65,17 @@ def test_other_answers_follow_their_chapters():
     assert "06_sample_size::memo_text" in r["missing"] and "04_training::E1_auroc" not in r["missing"]
 
 
-def test_reliance_sentence_follows_the_failure_mode_chapter():
+def test_reliance_sentence_is_the_failure_mode_chapters_one_measure():
     g = _g()
-    assert "annulus" not in answers.compose(g)["q"]["Q4"]["evidence"]
-    g["09_failure_modes"].update(fm_rel_paired_text="the paired model loses 0.46 (fires)",
-                                 fm_rel_unpaired_text="the unpaired model loses 0.48 (fires)")
+    assert "Model-level reliance" not in answers.compose(g)["q"]["Q4"]["evidence"]
+    g["05_gates"]["core_rel_text"] = "The paired model relies on the core: 0.9."  # the gates chapter's own presets
+    g["09_failure_modes"].update(fm_rel_text="hiding the core costs the unpaired model 0.40 for all lenses",
+                                 fm_preset="detectable")
     ev = answers.compose(g)["q"]["Q4"]["evidence"]
-    assert "the paired model loses 0.46 (fires) and the unpaired model loses 0.48 (fires)" in ev
+    assert "Model-level reliance on the `detectable` lenses (failure-modes chapter): hiding the core costs" in ev
+    assert "0.9" not in ev and "disagree" not in ev  # one quantity, one number on the page
+    g["09_failure_modes"]["fm_preset"] = ""
+    assert "reliance on your data" in answers.compose(g)["q"]["Q4"]["evidence"]
 
 
 def test_missing_chapters_are_reported_not_invented():

@@ -178,6 +178,43 @@ def test_reliance_gate_uses_the_share_of_skill_lost():
     assert r["verdict"] == "does not rely"
 
 
+def test_reliance_share_stays_in_0_1_and_needs_skill_above_chance():
+    assert gates.share_of_skill_lost(0.9, 0.3) == 1.0 and gates.share_of_skill_lost(0.9, 0.95) == 0.0
+    assert abs(gates.share_of_skill_lost(0.9, 0.7) - 0.5) < 1e-12 and np.isnan(gates.share_of_skill_lost(0.48, 0.4))
+    # a weak model on few hosts: the unbounded ratio used to read e.g. "-2.091 (-2.813 to 3.950)"
+    t, s = _paired_scores(n_hosts=12, per=3, host_sd=0.0, signal=0.25)
+    y, g = t.label.to_numpy(), t.host.to_numpy()
+    rng = np.random.default_rng(1)
+    noisy = s + rng.normal(0, 1.0, size=len(s))
+    r = gates.reliance_gate("core", s, noisy, y, g, n_boot=200)
+    if r["verdict"] == gates.NO_SKILL:
+        assert np.isnan(r["share of skill lost"]) and np.isfinite(r["AUROC drop"])
+    else:
+        assert 0.0 <= r["ci_low"] <= r["share of skill lost"] <= r["ci_high"] <= 1.0
+    chance = rng.normal(size=len(s))  # a model at chance has no skill to lose
+    r = gates.reliance_gate("core", chance, chance[::-1].copy(), y, g, n_boot=200)
+    assert r["verdict"] == gates.NO_SKILL and "cannot be measured" in prose.reliance(
+        "unpaired", "core", r["share of skill lost"], r["ci_low"], r["ci_high"], r["verdict"], 0.2)
+
+
+def test_null_reading_needs_the_gate_outside_every_permutation():
+    null = np.array([0.38, 0.45, 0.52, 0.41])
+    assert experiment.null_reading(0.428, null) == "inside its null"  # far from 0.5, yet no direction
+    assert experiment.null_reading(0.30, null) == "below its null"
+    assert experiment.null_reading(0.70, null) == "above its null"
+
+
+def test_reliance_sentence_per_bin():
+    rel = pd.DataFrame({"masked": ["core", "core", "counter-image"], "θ_E bin": ["all θ_E", "> 1.25", "all θ_E"],
+                        "positives": [40, 12, 40], "share of skill lost": [0.5, 0.1, np.nan],
+                        "ci_low": [0.4, 0.0, np.nan], "ci_high": [0.6, 0.3, np.nan],
+                        "verdict": ["relies", "undecidable", gates.NO_SKILL]})
+    t = prose.reliance_by_bin(rel, "unpaired")
+    assert t.startswith("hiding the core costs the unpaired model 0.500 (0.400–0.600) for all lenses (relies, 40 lenses)")
+    assert "for θ_E/FWHM > 1.25 (undecidable, 12 lenses)" in t and "nothing measurable for all lenses" in t
+    assert prose.reliance_by_bin(rel.iloc[:0], "unpaired") == ""
+
+
 def test_counter_image_mask_sits_opposite_the_source():
     meta = pd.DataFrame({"inner_image_r_arcsec": [1.0, np.nan], "src_x_arcsec": [0.5, 0.1], "src_y_arcsec": [0.0, 0.0]})
     m = experiment.counter_image_masks(meta, 1.5)
