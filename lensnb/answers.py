@@ -331,13 +331,14 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
     rec.append("Before trusting any simulation-trained completeness, run the realism probe on real lens candidates "
                "(`DATA_REAL=`).")
     headline = rec[0]
+    popdep = _strip(G("08_alternatives", "alt_population_table", "")) if G.has("08_alternatives", "alt_population_table") else ""
     return {"q": q, "e_rows": e_rows, "gap_note": gap_note, "recommendation": rec, "headline": headline,
-            "population": population_note(g), "missing": G.missing, "source": source}
+            "population": population_note(g), "population_table": popdep, "missing": G.missing, "source": source}
 
 
 def design_points(g: dict) -> list[dict]:
     """Per design of the alternatives chapter (in its ranked order): label, AUROC and core-gate intervals."""
-    from .alternatives import keeps_lenses
+    from .alternatives import LOSS_MARGIN, keeps_lenses
 
     a = g.get("08_alternatives", {})
     names = [n.strip() for n in _strip(a.get("alt_ranked_names", "")).split(",") if n.strip()]
@@ -346,7 +347,8 @@ def design_points(g: dict) -> list[dict]:
         if f"alt_{n}_core" not in a:
             continue
         out.append({"name": n, "label": _strip(a.get(f"alt_{n}_label", n)), "shortcut": _strip(a.get(f"alt_{n}_shortcut", "")),
-                    "keeps": keeps_lenses(float(a.get(f"alt_{n}_diff_hi", np.nan))),
+                    "keeps": keeps_lenses(float(a.get(f"alt_{n}_diff90_lo", np.nan)), float(a.get(f"alt_{n}_diff90_hi", np.nan)),
+                                          float(a.get("alt_loss_margin", LOSS_MARGIN))),
                     **{k: float(a[f"alt_{n}_{k}"]) for k in ("auroc", "lo", "hi", "core", "core_lo", "core_hi")}})
     return out
 

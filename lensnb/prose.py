@@ -107,9 +107,9 @@ def trend(gate: str, design: str, first: dict, last: dict, full_hosts: int) -> s
 
 
 def reliance_by_bin(rel, model: str, regions=("core", "counter-image")) -> str:
-    """One sentence per hidden region from a reliance table (``experiment.reliance_by_bin`` rows of one model:
-    masked, θ_E bin, share of skill lost, ci_low, ci_high, verdict): the share of the model's skill above chance
-    lost on all lenses and per θ_E/FWHM bin. Empty when the table holds none of ``regions``."""
+    """One clause per hidden region from a reliance table (``experiment.reliance_by_bin`` rows of one model:
+    masked, θ_E bin, positives, share of skill lost, ci_low, ci_high, verdict): the share of the model's skill
+    above chance lost on all lenses and per θ_E/FWHM bin. Empty when the table holds none of ``regions``."""
     out = []
     for region in regions:
         r = rel[rel["masked"] == region]
@@ -118,11 +118,9 @@ def reliance_by_bin(rel, model: str, regions=("core", "counter-image")) -> str:
         parts = []
         for _, x in r.iterrows():
             v = x["share of skill lost"]
-            who = "all lenses" if x["θ_E bin"] == "all θ_E" else "θ_E/FWHM " + str(x["θ_E bin"])
-            if np.isfinite(v):
-                parts.append(f"{_iv(v, x['ci_low'], x['ci_high'])} for {who} ({x['verdict']}, {int(x['positives'])} lenses)")
-            else:
-                parts.append(f"nothing measurable for {who} (the model is not above chance there; "
-                             f"{int(x['positives'])} lenses)")
-        out.append(f"hiding the {region} costs the {model} model " + "; ".join(parts) + " of its skill above chance")
+            who = "all lenses" if x["θ_E bin"] == "all θ_E" else "θ_E/FWHM " + str(x["θ_E bin"]).replace(" FWHM", "")
+            parts.append(f"{who} {_iv(v, x['ci_low'], x['ci_high'])} ({x['verdict']}, {int(x['positives'])} lenses)"
+                         if np.isfinite(v) else f"{who} not measurable (model at chance; {int(x['positives'])} lenses)")
+        out.append(f"the {model} model loses, with the {region} hidden, a share of its skill above chance of "
+                   + "; ".join(parts))
     return "; ".join(out)

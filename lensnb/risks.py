@@ -33,6 +33,39 @@ def monitor_verdict(lo: float, hi: float, threshold: float, *, bad_above: bool =
     return "undecidable"
 
 
+def thresholds_in(text: str) -> list[float]:
+    """The numbers of a register row's threshold text ("> 0.20", "outside (0.35, 0.65)", "< −0.25 (relative)")."""
+    import re
+
+    return [float(x.replace("−", "-")) for x in re.findall(r"[−-]?\d+(?:\.\d+)?", str(text))]
+
+
+def deciding_factor(value: float, lo: float, hi: float, thresholds) -> float:
+    """How many times this run's test hosts an undecidable measure needs before its interval clears the nearest
+    threshold, if the estimate stays where it is and the interval shrinks as 1/sqrt(hosts): (w / d)^2, with d the
+    distance from the estimate to the threshold and w the interval's half on that side. 1 or less: decided now;
+    inf: the estimate sits on the threshold; NaN: no interval or no threshold."""
+    ts = [t for t in np.atleast_1d(np.asarray(thresholds, float)) if np.isfinite(t)]
+    if not ts or not all(np.isfinite([value, lo, hi])):
+        return float("nan")
+    t = min(ts, key=lambda x: abs(x - value))
+    d = abs(value - t)
+    if d == 0:
+        return float("inf")
+    w = (value - lo) if value > t else (hi - value)
+    return float((w / d) ** 2)
+
+
+def to_decide(verdict: str, value: float, lo: float, hi: float, threshold_text: str) -> str:
+    """The register's 'to decide' cell: empty for a decided row, else the test-host factor of ``deciding_factor``."""
+    if verdict != "undecidable":
+        return ""
+    f = deciding_factor(value, lo, hi, thresholds_in(threshold_text))
+    if not np.isfinite(f):
+        return "not by more hosts (the estimate sits on the threshold)" if f == np.inf else "—"
+    return f"≈ {max(f, 1.0):.1f}× this run's test hosts"
+
+
 def _interval(full: float, boot, level: float = 0.95) -> tuple[float, float, float]:
     """``alternatives._interval`` for a scalar estimate, with non-finite bootstrap draws dropped."""
     return _alt_interval(np.array([full]), [b for b in boot if np.isfinite(b)], level)

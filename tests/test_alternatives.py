@@ -99,11 +99,15 @@ def test_shortcut_verdict_and_ranking():
     t = pd.DataFrame({"candidate": list("abcde"), "tpr": [0.9, 0.2, 0.5, 0.7, 0.6],
                       "shortcut": ["does not remove it", "removes the core shortcut", "removes the core shortcut",
                                    "undecidable at this size", "removes the core shortcut"],
-                      "diff_high": [0.0, 0.01, -0.02, 0.03, -0.2]})  # e removes the shortcut with the lenses
+                      "diff90_low": [0.0, -0.03, -0.08, 0.0, -0.3],
+                      "diff90_high": [0.0, 0.01, -0.02, 0.03, -0.2]})  # e removes the shortcut with the lenses
     r = alt.rank(t, "tpr")
     assert list(r["candidate"]) == ["c", "b", "d", "a", "e"] and list(r["rank"]) == [1, 2, 3, 4, 5]
     assert list(r["keeps lenses"]) == [True, True, True, True, False]
-    assert alt.keeps_lenses(-0.049) and not alt.keeps_lenses(-0.051) and alt.keeps_lenses(np.nan)
+    assert list(r["lenses"]) == ["undecidable", "keeps the lenses", "keeps the lenses", "baseline", "loses the lenses"]
+    # one reading for the ranking and the per-bin table: the 90% interval against the margin
+    assert alt.keeps_lenses(-0.2, -0.049) and not alt.keeps_lenses(-0.2, -0.051) and alt.keeps_lenses(np.nan, np.nan)
+    assert alt.keeps_lenses(-0.2, -0.06, margin=0.1) and not alt.keeps_lenses(-0.2, -0.06, margin=0.05)
 
 
 def test_real_lens_manifest_round_trip_and_clear_errors(tmp_path):
@@ -174,3 +178,30 @@ def test_lens_reading_is_three_way():
     assert alt.lens_reading(-0.2, -0.1) == "loses the lenses"
     assert alt.lens_reading(-0.04, 0.02) == "keeps the lenses"
     assert alt.lens_reading(-0.08, 0.0) == "undecidable"
+
+
+def test_population_dependence_says_for_which_lenses_each_conclusion_holds():
+    bl = pd.DataFrame({"candidate": ["unpaired_residual"] * 4, "test set": ["primary", "primary", "primary", "bright"],
+                       "lenses": ["all test lenses", "θ_E < 0.75 FWHM", "θ_E > 1.25 FWHM", "θ_E > 1.25 FWHM"],
+                       "change": [-0.05, -0.13, -0.01, -0.02], "ci_low": [-0.06, -0.2, -0.03, -0.08],
+                       "ci_high": [-0.04, -0.07, 0.01, 0.02],
+                       "reading": ["undecidable", "loses the lenses", "keeps the lenses", "undecidable"]})
+    rel = pd.DataFrame({"candidate": ["unpaired_raw"] * 3, "masked": ["core"] * 3,
+                        "θ_E bin": ["all θ_E", "θ_E < 0.75 FWHM", "θ_E > 1.25 FWHM"],
+                        "share of skill lost": [0.4, 0.7, 0.05], "ci_low": [0.3, 0.5, 0.0], "ci_high": [0.5, 0.9, 0.12],
+                        "verdict": ["relies", "relies", "does not rely"]})
+    t = alt.population_dependence(bl, rel, {"unpaired_residual": "unpaired, residual", "unpaired_raw": "unpaired raw"},
+                                  arcs={"primary": "detectable brightness", "bright": "request brightness"})
+    r = t.set_index("conclusion")
+    k = "unpaired, residual keeps the lenses (ΔAUROC vs the proposal, 90%)"
+    assert r.loc[k, "holds for"] == "θ_E > 1.25 FWHM, detectable brightness"
+    assert r.loc[k, "fails for"] == "θ_E < 0.75 FWHM, detectable brightness"
+    assert r.loc[k, "undecidable for"] == "θ_E > 1.25 FWHM, request brightness"
+    assert "all test lenses" not in r.loc[k, "numbers"] and "-0.130 (-0.200 to -0.070)" in r.loc[k, "numbers"]
+    k = "the unpaired raw model relies on the core (> 0.2 of its skill, 95%)"
+    assert r.loc[k, "holds for"] == "θ_E < 0.75 FWHM" and r.loc[k, "fails for"] == "θ_E > 1.25 FWHM"
+    rel.loc[2, ["share of skill lost", "ci_low", "ci_high", "verdict"]] = [np.nan, np.nan, np.nan, "undecidable (x)"]
+    r = alt.population_dependence(bl.iloc[:0], rel, {}).set_index("conclusion")
+    assert "θ_E > 1.25 FWHM: no skill above chance to lose" in r.iloc[0]["numbers"] and "nan" not in r.iloc[0]["numbers"]
+    assert r.iloc[0]["undecidable for"] == "θ_E > 1.25 FWHM"
+    assert len(alt.population_dependence(bl.iloc[:0], rel.iloc[:0], {})) == 0

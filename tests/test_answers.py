@@ -88,7 +88,7 @@ def test_design_points_mark_designs_that_lose_the_lenses():
     a = {"alt_ranked_names": "a, b"}
     for n, dh in (("a", 0.01), ("b", -0.2)):
         a.update({f"alt_{n}_{k}": 0.5 for k in ("auroc", "lo", "hi", "core", "core_lo", "core_hi")})
-        a.update({f"alt_{n}_diff_hi": dh, f"alt_{n}_label": n.upper(), f"alt_{n}_shortcut": "removes the core shortcut"})
+        a.update({f"alt_{n}_diff90_lo": dh - 0.05, f"alt_{n}_diff90_hi": dh, f"alt_{n}_label": n.upper(), f"alt_{n}_shortcut": "removes the core shortcut"})
     pts = answers.design_points({"08_alternatives": a})
     assert [p["name"] for p in pts] == ["a", "b"] and [p["keeps"] for p in pts] == [True, False]
 

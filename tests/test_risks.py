@@ -99,3 +99,16 @@ def test_imbalanced_pools_split_by_the_column():
     props = pd.DataFrame({"psf_fwhm_used_r": np.arange(10.0)}, index=[f"h{i}" for i in range(10)])
     pos, neg = risks.imbalanced_pools(props, "psf_fwhm_used_r", 0)
     assert set(pos) == {f"h{i}" for i in range(5, 10)} and set(neg) == {f"h{i}" for i in range(5)}
+
+
+def test_an_undecidable_monitor_says_the_size_that_would_decide_it():
+    from lensnb import risks
+
+    assert risks.thresholds_in("outside (0.35, 0.65)") == [0.35, 0.65] and risks.thresholds_in("< −0.25 (relative)") == [-0.25]
+    # estimate 0.60, interval 0.50-0.70 against 0.65: the upper half (0.10) must shrink to the distance (0.05): 4x
+    assert abs(risks.deciding_factor(0.60, 0.50, 0.70, [0.35, 0.65]) - 4.0) < 1e-9
+    assert abs(risks.deciding_factor(0.30, 0.20, 0.34, [0.35, 0.65]) - (0.04 / 0.05) ** 2) < 1e-9  # decided already
+    assert risks.deciding_factor(0.65, 0.6, 0.7, [0.65]) == float("inf")
+    assert risks.to_decide("quiet", 0.1, 0.0, 0.15, "> 0.20") == ""
+    assert risks.to_decide("undecidable", 0.15, 0.05, 0.25, "> 0.20") == "≈ 4.0× this run's test hosts"
+    assert risks.monitor_verdict(0.05, 0.25, 0.20) == "undecidable" and risks.monitor_verdict(0.05, 0.19, 0.20) == "quiet"

@@ -210,8 +210,9 @@ def test_reliance_sentence_per_bin():
                         "ci_low": [0.4, 0.0, np.nan], "ci_high": [0.6, 0.3, np.nan],
                         "verdict": ["relies", "undecidable", gates.NO_SKILL]})
     t = prose.reliance_by_bin(rel, "unpaired")
-    assert t.startswith("hiding the core costs the unpaired model 0.500 (0.400–0.600) for all lenses (relies, 40 lenses)")
-    assert "for θ_E/FWHM > 1.25 (undecidable, 12 lenses)" in t and "nothing measurable for all lenses" in t
+    assert t.startswith("the unpaired model loses, with the core hidden, a share of its skill above chance of all "
+                        "lenses 0.500 (0.400–0.600) (relies, 40 lenses); θ_E/FWHM > 1.25 0.100 (0.000–0.300) (undecidable")
+    assert "with the counter-image hidden, a share of its skill above chance of all lenses not measurable" in t
     assert prose.reliance_by_bin(rel.iloc[:0], "unpaired") == ""
 
 
