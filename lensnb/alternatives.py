@@ -413,6 +413,24 @@ def population_dependence(by_lens: pd.DataFrame, reliance: pd.DataFrame, labels:
     return pd.DataFrame(rows, columns=["conclusion", "holds for", "fails for", "undecidable for", "numbers"])
 
 
+def set_aside(out: dict, names) -> tuple[dict, pd.DataFrame]:
+    """Take the candidates ``names`` out of ``run``'s ranking and of every per-design table (summary, ranked, gates,
+    theta, snr, confusers, reliance, results), renumbering the ranks; return the trimmed output and their summary
+    rows, to be shown apart. For the real-lens route: its simulated stand-in re-renders the simulator's own lenses
+    and cannot fail, so it is a demonstration that the route runs, never a design to rank; real lenses train on a
+    set of another size than the simulated designs, so they are reported beside the ranking, not in it."""
+    names = set(names)
+    trimmed = dict(out)
+    for k in ("summary", "ranked", "gates", "theta", "snr", "confusers", "reliance", "results"):
+        t = out.get(k)
+        if isinstance(t, pd.DataFrame) and "candidate" in t.columns:
+            trimmed[k] = t[~t["candidate"].isin(names)].reset_index(drop=True)
+    if "rank" in trimmed.get("ranked", pd.DataFrame()).columns:
+        trimmed["ranked"] = trimmed["ranked"].assign(rank=np.arange(1, len(trimmed["ranked"]) + 1))
+    aside = out["summary"][out["summary"]["candidate"].isin(names)].reset_index(drop=True)
+    return trimmed, aside
+
+
 def rank(table: pd.DataFrame, metric: str = "tpr", margin: float = LOSS_MARGIN) -> pd.DataFrame:
     """Rank candidates: designs not shown to lose the lenses (``keeps_lenses`` of the 90% interval ``diff90_low`` /
     ``diff90_high``, the one reading the per-bin table uses) before those that lose them; within each, by the
@@ -661,7 +679,6 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
 
     from tqdm import tqdm
 
-    from . import results as _results
     from .experiment import _train_cached, reliance_by_bin, theta_bins
     from .metrics import difference_verdict, seeded_difference
     from .train import predict
@@ -701,8 +718,7 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
             parts = {"data": cache, "candidate": cand.name, "n_hosts": n_hosts, "n_per_class": n_per_class,
                      "split_seed": seed, "train_kw": train_kw, "dropout": [dropout_p, dropout_radius_px],
                      "hard": [shuffle_share, confuser_share], "real": data.get("real_fingerprint"),
-                     "bright": data.get("bright_fingerprint"), "conf": data.get("confuser_fingerprint"),
-                     "code": _results.code_hash("train", "alternatives", "preprocess", "gates", "experiment")}
+                     "bright": data.get("bright_fingerprint"), "conf": data.get("confuser_fingerprint")}
         models = [_train_cached(xi_tr, y_tr, xi_va, y_va, seed=s, label=f"{cand.name} seed {s}", train_kw=train_kw,
                                 cache_parts=parts) for s in seeds]
         trained[cand.name] = models

@@ -80,13 +80,18 @@ TRANSFORMS = {"core_fill": _core_fill}  # named image transforms (a name keeps t
 
 
 def _train_cached(x_tr, y_tr, x_va, y_va, *, seed, label, train_kw, cache_parts):
-    """``train`` once per inputs: the weights, normaliser and history are kept under the results cache."""
+    """``train`` once per inputs: the weights, normaliser and history are kept under the results cache. The key is
+    the training inputs' digest (``results.array_digest`` of the images and labels), the training code
+    (``lensnb/train.py``), the training settings and seed, and ``cache_parts`` (which name the data for the reader):
+    the same images and labels give the same model whichever chapter or code path built them."""
     from . import results
     from .train import Normaliser, SmallResNet, TrainResult
 
     if cache_parts is None:
         return train(x_tr, y_tr, x_va, y_va, seed=seed, label=label, **train_kw)
-    path = results.model_path("model", {**cache_parts, "seed": seed, "label": label})
+    path = results.model_path("model", {**cache_parts, "seed": seed, "label": label, "train_kw": train_kw,
+                                        "inputs": results.array_digest(x_tr, y_tr, x_va, y_va),
+                                        "train_code": results.code_hash("train")})
     if path.exists():
         d = results.load_torch(path)
         model = SmallResNet(train_kw.get("width", 16), in_channels=len(d["median"]))
@@ -115,7 +120,6 @@ def run(meta: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, *, n_hosts: d
     for the same experiment gets the same models. Returns a dict of tables, models (design -> list over
     seeds), evaluations ((design, set) -> :class:`Evaluation`) and a results table.
     """
-    from . import results as _results
 
     seeds = list(seeds) if seeds is not None else [seed]
     tf = TRANSFORMS[transform] if isinstance(transform, str) else transform
@@ -136,8 +140,7 @@ def run(meta: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, *, n_hosts: d
     parts = None
     if cache is not None and (transform is None or isinstance(transform, str)):
         parts = {"data": cache, "n_hosts": n_hosts, "n_per_class": n_per_class, "split_seed": seed,
-                 "split_by": split_by, "train_kw": train_kw, "transform": transform,
-                 "code": _results.code_hash("train", "pools", "experiment", "gates")}
+                 "split_by": split_by, "train_kw": train_kw, "transform": transform}
     rows, evals, models = [], {}, {}
     for d in designs:
         tr, va = tables[d]["train"], tables[d]["val"]

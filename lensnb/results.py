@@ -4,7 +4,8 @@ A chapter that needs a number another chapter computes (a trained model, a gate 
 the same inputs and gets the same bytes back, instead of recomputing it with slightly different
 settings. A key is a hash of every input that can change the result: the data's fingerprint (file
 names, sizes, modification times), the parameters, and the source of the lensnb modules that compute
-it. Nothing is unpickled: tables are Parquet, models are ``torch.save`` state dicts loaded with
+it; a trained model is keyed by a digest of its training inputs themselves (``array_digest``) and the
+training code, so a change elsewhere in the library does not retrain what it cannot change. Nothing is unpickled: tables are Parquet, models are ``torch.save`` state dicts loaded with
 ``weights_only=True``. Entries live under ``data/processed/results`` (a build output; ``make
 clean-data`` removes them).
 """
@@ -16,6 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import config
@@ -43,6 +45,18 @@ def code_hash(*modules: str) -> str:
     for m in sorted(set(modules)):
         h.update((here / f"{m}.py").read_bytes())
     return h.hexdigest()[:12]
+
+
+def array_digest(*arrays) -> str:
+    """A 16-hex-digit SHA-256 of arrays' dtypes, shapes and bytes: the identity of a model's training inputs, so a
+    cached model is reused exactly when the images and labels it would be trained on are the same, whatever code
+    produced them."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()[:16]
 
 
 def key(parts: dict) -> str:

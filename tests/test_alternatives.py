@@ -205,3 +205,15 @@ def test_population_dependence_says_for_which_lenses_each_conclusion_holds():
     assert "θ_E > 1.25 FWHM: no skill above chance to lose" in r.iloc[0]["numbers"] and "nan" not in r.iloc[0]["numbers"]
     assert r.iloc[0]["undecidable for"] == "θ_E > 1.25 FWHM"
     assert len(alt.population_dependence(bl.iloc[:0], rel.iloc[:0], {})) == 0
+
+
+def test_the_real_lens_route_is_set_aside_from_the_ranking():
+    summ = pd.DataFrame({"candidate": ["unpaired_raw", "real_lenses", "paired_raw"], "auroc": [0.9, 0.99, 0.8]})
+    out = {"summary": summ, "ranked": summ.assign(rank=[2, 1, 3]).sort_values("rank").reset_index(drop=True),
+           "gates": pd.DataFrame({"candidate": ["real_lenses", "paired_raw"], "gate": ["core LR"] * 2}),
+           "scores": {("real_lenses", "primary"): np.zeros((1, 2))}}
+    trimmed, aside = alt.set_aside(out, ["real_lenses"])
+    assert list(trimmed["ranked"]["candidate"]) == ["unpaired_raw", "paired_raw"] and list(trimmed["ranked"]["rank"]) == [1, 2]
+    assert "real_lenses" not in set(trimmed["summary"]["candidate"]) and list(trimmed["gates"]["candidate"]) == ["paired_raw"]
+    assert list(aside["candidate"]) == ["real_lenses"] and aside["auroc"].iloc[0] == 0.99
+    assert len(out["summary"]) == 3  # the input is not modified
