@@ -413,6 +413,47 @@ def population_dependence(by_lens: pd.DataFrame, reliance: pd.DataFrame, labels:
     return pd.DataFrame(rows, columns=["conclusion", "holds for", "fails for", "undecidable for", "numbers"])
 
 
+RESIDUAL_STEPS = ("paired_raw", "paired_residual", "unpaired_raw", "unpaired_residual", "unpaired_raw_residual")
+
+
+def residual_table(summary: pd.DataFrame, by_lens: pd.DataFrame, labels: dict, *, fpr: float,
+                   steps=RESIDUAL_STEPS) -> pd.DataFrame:
+    """What residual input does, design by design (paired and unpaired; raw, residual, raw + residual): the core
+    gates on the design's own training input (linear and nonlinear, 95%), the CNN's AUROC change from the proposal on
+    all test lenses and per θ_E/FWHM bin (90%, with ``lens_reading``), and its TPR at ``fpr`` (95%). One row per
+    design of ``steps`` that ran; ``summary`` and ``by_lens`` are ``run``'s summary and ``differences_by_lens``."""
+    from .metrics import format_interval
+
+    def iv(v, lo, hi):
+        return format_interval(v, lo, hi) if np.isfinite([v, lo, hi]).all() else "—"
+
+    rows = []
+    s = summary.set_index("candidate")
+    tk = f"tpr_{fpr:g}"
+    for c in steps:
+        if c not in s.index:
+            continue
+        r = s.loc[c]
+        row = {"design": labels.get(c, c), "core LR (95%)": iv(r["core LR"], r["core LR_low"], r["core LR_high"]),
+               "nonlinear core (95%)": iv(r["nonlinear core"], r["nonlinear core_low"], r["nonlinear core_high"]),
+               "core shortcut": r["shortcut"]}
+        if len(by_lens):
+            b = by_lens[(by_lens.candidate == c) & (by_lens["test set"] == "primary")]
+            for _, x in b.iterrows():
+                row[f"ΔAUROC, {x['lenses']} (90%)"] = (f"{iv(x['change'], x['ci_low'], x['ci_high'])}: {x['reading']}"
+                                                       if np.isfinite(x["change"]) else x["reading"])
+        if tk in s.columns:
+            row[f"TPR at {100 * fpr:g}% FPR (95%)"] = iv(r[tk], r[tk + "_low"], r[tk + "_high"])
+        row["_baseline"] = c == BASELINE
+        rows.append(row)
+    t = pd.DataFrame(rows)
+    if not len(t):
+        return t
+    for k in [k for k in t.columns if k.startswith("ΔAUROC")]:  # the proposal is the reference of every change
+        t.loc[t["_baseline"], k] = "reference"
+    return t.drop(columns="_baseline").fillna("—")
+
+
 def set_aside(out: dict, names) -> tuple[dict, pd.DataFrame]:
     """Take the candidates ``names`` out of ``run``'s ranking and of every per-design table (summary, ranked, gates,
     theta, snr, confusers, reliance, results), renumbering the ranks; return the trimmed output and their summary

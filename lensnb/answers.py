@@ -152,6 +152,27 @@ def population_note(g: dict) -> str:
     return s + " (data chapter, LensPop-cut and θ_E/FWHM tables)."
 
 
+def brightness_note(g: dict) -> str:
+    """How bright the arcs are against the lenses a survey finder can find, from the data chapter's numbers: the
+    team's own stamps (stamp − ctrl) with ``DATA=``, else the request preset's; the reference is the `detectable`
+    preset (the sourced DES-detectable population). Adds the data chapter's sweep: how bright arcs must be for a
+    core-only AUROC of the request's 0.95. Empty when the data chapter was not run."""
+    G = _G(g)
+    who = "user_data" if G.has("02_data", "user_data__arc_g") else "request"
+    keys = [f"{who}__arc_g", f"{who}__arc_to_host", f"{who}__arc_snr", "detectable__arc_g", "detectable__arc_snr"]
+    if not G.has("02_data", *keys):
+        return ""
+    ag, ah, asnr, dg, dsnr = (float(G("02_data", k)) for k in keys)
+    name = "Your arcs" if who == "user_data" else "The request preset's arcs"
+    d = ag - dg
+    rel = "as bright as" if abs(d) <= 0.25 else f"{abs(d):.1f} mag {'brighter' if d < 0 else 'fainter'} than"
+    s = (f"{name} have a median lensed g magnitude of {ag:.1f}, an arc-to-host r flux ratio of {ah:.3f} and a LensPop "
+         f"S/N of {asnr:.0f}: {rel} the lenses a survey finder can find (the `detectable` preset: g = {dg:.1f}, "
+         f"S/N {dsnr:.0f}; data chapter, arc-brightness table)")
+    sweep = _strip(G("02_data", "sweep_text", "")) if G.has("02_data", "sweep_text") else ""
+    return s + (". " + sweep if sweep else ".")
+
+
 def compose(g: dict, *, source: str = "the simulator") -> dict:
     """The page's parts from the chapters' glued values ``g`` ({chapter: {key: value}}): ``q`` (Q1–Q7: dicts with
     verdict, evidence, confidence, where), ``e_rows`` (E1–E4), ``recommendation`` (ordered list), ``headline``
@@ -331,9 +352,46 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
     rec.append("Before trusting any simulation-trained completeness, run the realism probe on real lens candidates "
                "(`DATA_REAL=`).")
     headline = rec[0]
+
+    # ---- the decision table the page opens with: what to run next, what it costs, what would change the decision
+    dec = []
+    if m4 != "not measured":
+        dec.append({"next step": "Do not run the proposal as written" if v4 == "fail" else
+                    "Run the proposal with the gates below" if v4 == "pass" else "Enlarge the test before deciding",
+                    "what it costs": "nothing to run",
+                    "what would change it": f"E4 (core-only LR on unpaired data, now {m4}) inside the gate's band "
+                                            f"on your data"})
+    if fav_name:
+        lo_hi = ""
+        if G.has("08_alternatives", f"alt_{fav_name}_diff", f"alt_{fav_name}_diff_lo", f"alt_{fav_name}_diff_hi"):
+            lo_hi = _ci(G("08_alternatives", f"alt_{fav_name}_diff"), G("08_alternatives", f"alt_{fav_name}_diff_lo"),
+                        G("08_alternatives", f"alt_{fav_name}_diff_hi"))
+        dec.append({"next step": f"Train {fav_label} instead" if fav_name != "unpaired_raw" else
+                    f"Keep {fav_label}, with the monitors",
+                    "what it costs": "one training per seed, the same network and data size as the proposal",
+                    "what would change it": ("its core gates firing on your data, or its AUROC change from the "
+                                             f"proposal (now {lo_hi}) falling below the loss margin in a θ_E bin you "
+                                             "search" if lo_hi else "its core gates firing on your data")})
+    if need_gap:
+        dec.append({"next step": "Size the test set by the power analysis",
+                    "what it costs": f"{_strip(need_gap)} (E3 − E2), {_strip(need_core)} (core gate)",
+                    "what would change it": "a different spread between hosts on your data (rerun the sample-size "
+                                            "chapter with `DATA=`)"})
+    dec.append({"next step": "Run the monitors on every training set and model",
+                "what it costs": "`python -m lensnb.gates PATH [--model CHECKPOINT]`, no training",
+                "what would change it": "any monitor firing (failure-modes chapter, the register)"})
+    if G.has("09_failure_modes", "fm_probe_threshold", "fm_tpr_margin_pct"):
+        dec.append({"next step": "Check the injections against real lenses (`DATA_REAL=`)",
+                    "what it costs": "real lens candidates and non-lenses from the survey",
+                    "what would change it": (f"the realism probe above {float(G('09_failure_modes', 'fm_probe_threshold')):.2f}"
+                                             f" or recall on real lenses more than "
+                                             f"{float(G('09_failure_modes', 'fm_tpr_margin_pct')):.0f}% below the "
+                                             "simulated")})
     popdep = _strip(G("08_alternatives", "alt_population_table", "")) if G.has("08_alternatives", "alt_population_table") else ""
+    residual = _strip(G("08_alternatives", "alt_residual_table", "")) if G.has("08_alternatives", "alt_residual_table") else ""
     return {"q": q, "e_rows": e_rows, "gap_note": gap_note, "recommendation": rec, "headline": headline,
-            "population": population_note(g), "population_table": popdep, "missing": G.missing, "source": source}
+            "population": population_note(g), "population_table": popdep, "residual_table": residual, "decisions": dec,
+            "brightness": brightness_note(g), "missing": G.missing, "source": source}
 
 
 def design_points(g: dict) -> list[dict]:

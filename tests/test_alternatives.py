@@ -217,3 +217,22 @@ def test_the_real_lens_route_is_set_aside_from_the_ranking():
     assert "real_lenses" not in set(trimmed["summary"]["candidate"]) and list(trimmed["gates"]["candidate"]) == ["paired_raw"]
     assert list(aside["candidate"]) == ["real_lenses"] and aside["auroc"].iloc[0] == 0.99
     assert len(out["summary"]) == 3  # the input is not modified
+
+
+def test_residual_table_reads_gates_and_lens_changes_per_design():
+    summ = pd.DataFrame({"candidate": ["unpaired_raw", "unpaired_residual", "paired_raw"],
+                         "core LR": [0.70, 0.49, 0.77], "core LR_low": [0.66, 0.45, 0.74], "core LR_high": [0.74, 0.53, 0.80],
+                         "nonlinear core": [0.72, 0.55, 0.8], "nonlinear core_low": [0.68, 0.5, 0.77],
+                         "nonlinear core_high": [0.76, 0.6, 0.83],
+                         "shortcut": ["does not remove it", "removes the core shortcut", "does not remove it"],
+                         "tpr_0.01": [0.7, 0.4, 0.6], "tpr_0.01_low": [0.6, 0.3, 0.5], "tpr_0.01_high": [0.8, 0.5, 0.7]})
+    bl = pd.DataFrame({"candidate": ["unpaired_residual"] * 2, "test set": ["primary", "bright"],
+                       "lenses": ["θ_E > 1.25 FWHM"] * 2, "change": [-0.01, -0.3], "ci_low": [-0.03, -0.4],
+                       "ci_high": [0.01, -0.2], "reading": ["keeps the lenses", "loses the lenses"]})
+    t = alt.residual_table(summ, bl, {"unpaired_residual": "unpaired, residual"}, fpr=0.01).set_index("design")
+    assert list(t.index) == ["paired_raw", "unpaired_raw", "unpaired, residual"]  # the order raw -> residual
+    assert t.loc["unpaired, residual", "core LR (95%)"] == "0.490 (0.450–0.530)"
+    assert t.loc["unpaired, residual", "ΔAUROC, θ_E > 1.25 FWHM (90%)"].endswith(": keeps the lenses")  # primary only
+    assert t.loc["unpaired_raw", "ΔAUROC, θ_E > 1.25 FWHM (90%)"] == "reference"
+    assert t.loc["paired_raw", "ΔAUROC, θ_E > 1.25 FWHM (90%)"] == "—"
+    assert t.loc["unpaired_raw", "TPR at 1% FPR (95%)"] == "0.700 (0.600–0.800)"

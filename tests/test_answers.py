@@ -108,3 +108,28 @@ def test_population_note_follows_the_data_chapters_lens_shares():
     assert "(the `physical` preset) 88% are unresolved" in note and "no survey finds" not in note
     g["02_data"] = {"user_data__frac_unresolved": 0.1, "user_data__frac_resolved": 0.7}
     assert answers.compose(g)["population"].startswith("Your data: 10% of the injected lenses are unresolved")
+
+
+def test_brightness_note_compares_the_arcs_with_the_detectable_lenses():
+    g = {"02_data": {"request__arc_g": 21.0, "request__arc_to_host": 0.08, "request__arc_snr": 60.0,
+                     "detectable__arc_g": 23.1, "detectable__arc_snr": 25.0, "sweep_text": "It reaches 0.95 at S/N 40."}}
+    s = answers.brightness_note(g)
+    assert s.startswith("The request preset's arcs have a median lensed g magnitude of 21.0")
+    assert "2.1 mag brighter than the lenses a survey finder can find" in s and s.endswith("It reaches 0.95 at S/N 40.")
+    g["02_data"].update({"user_data__arc_g": 23.2, "user_data__arc_to_host": 0.01, "user_data__arc_snr": 22.0})
+    s = answers.brightness_note(g)  # the team's own stamps take over, and the sentence flips with them
+    assert s.startswith("Your arcs") and "as bright as the lenses" in s
+    g["02_data"]["user_data__arc_g"] = 24.5
+    assert "1.4 mag fainter than" in answers.brightness_note(g)
+    assert answers.brightness_note({}) == ""
+
+
+def test_the_decision_table_follows_the_numbers():
+    g = _g()
+    d = answers.compose(g)["decisions"]
+    first = d[0]["next step"]
+    assert first == "Do not run the proposal as written" and "0.870 (0.770–0.960)" in d[0]["what would change it"]
+    assert "Run the monitors on every training set and model" in [r["next step"] for r in d]
+    g["03_pools"]["unpaired_e4_verdict"] = "no shortcut"
+    flipped = answers.compose(g)["decisions"][0]["next step"]
+    assert first != flipped and flipped == "Run the proposal with the gates below"
