@@ -366,8 +366,10 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
         if G.has("08_alternatives", f"alt_{fav_name}_diff", f"alt_{fav_name}_diff_lo", f"alt_{fav_name}_diff_hi"):
             lo_hi = _ci(G("08_alternatives", f"alt_{fav_name}_diff"), G("08_alternatives", f"alt_{fav_name}_diff_lo"),
                         G("08_alternatives", f"alt_{fav_name}_diff_hi"))
-        dec.append({"next step": f"Train {fav_label} instead" if fav_name != "unpaired_raw" else
-                    f"Keep {fav_label}, with the monitors",
+        step = (f"Keep {fav_label}, with the monitors" if fav_name == "unpaired_raw" else
+                f"Train {fav_label} instead" if fav_sc == "removes the core shortcut" else
+                f"Compare {fav_label} (first by completeness; its core gates: {fav_sc}) with the proposal on your data")
+        dec.append({"next step": step,
                     "what it costs": "one training per seed, the same network and data size as the proposal",
                     "what would change it": ("its core gates firing on your data, or its AUROC change from the "
                                              f"proposal (now {lo_hi}) falling below the loss margin in a θ_E bin you "

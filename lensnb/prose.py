@@ -118,7 +118,7 @@ def reliance_by_bin(rel, model: str, regions=("core", "counter-image")) -> str:
         parts = []
         for _, x in r.iterrows():
             v = x["share of skill lost"]
-            who = "all lenses" if x["θ_E bin"] == "all θ_E" else "θ_E/FWHM " + str(x["θ_E bin"]).replace(" FWHM", "")
+            who = "all lenses" if x["θ_E bin"] == "all θ_E" else str(x["θ_E bin"])
             parts.append(f"{who} {_iv(v, x['ci_low'], x['ci_high'])} ({x['verdict']}, {int(x['positives'])} lenses)"
                          if np.isfinite(v) else f"{who} not measurable (model at chance; {int(x['positives'])} lenses)")
         out.append(f"the {model} model loses, with the {region} hidden, a share of its skill above chance of "

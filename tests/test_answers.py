@@ -133,3 +133,10 @@ def test_the_decision_table_follows_the_numbers():
     g["03_pools"]["unpaired_e4_verdict"] = "no shortcut"
     flipped = answers.compose(g)["decisions"][0]["next step"]
     assert first != flipped and flipped == "Run the proposal with the gates below"
+    g["08_alternatives"].update(alt_favoured_name="unpaired_raw_residual", alt_favoured="unpaired, raw + residual",
+                                alt_favoured_shortcut="does not remove it")
+    steps = [r["next step"] for r in answers.compose(g)["decisions"]]
+    assert "Compare unpaired, raw + residual (first by completeness; its core gates: does not remove it) with the " \
+           "proposal on your data" in steps  # never "train it instead" when its gates find the shortcut
+    g["08_alternatives"]["alt_favoured_shortcut"] = "removes the core shortcut"
+    assert "Train unpaired, raw + residual instead" in [r["next step"] for r in answers.compose(g)["decisions"]]

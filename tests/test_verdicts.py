@@ -211,7 +211,7 @@ def test_reliance_sentence_per_bin():
                         "verdict": ["relies", "undecidable", gates.NO_SKILL]})
     t = prose.reliance_by_bin(rel, "unpaired")
     assert t.startswith("the unpaired model loses, with the core hidden, a share of its skill above chance of all "
-                        "lenses 0.500 (0.400–0.600) (relies, 40 lenses); θ_E/FWHM > 1.25 0.100 (0.000–0.300) (undecidable")
+                        "lenses 0.500 (0.400–0.600) (relies, 40 lenses); > 1.25 0.100 (0.000–0.300) (undecidable")
     assert "with the counter-image hidden, a share of its skill above chance of all lenses not measurable" in t
     assert prose.reliance_by_bin(rel.iloc[:0], "unpaired") == ""
 
