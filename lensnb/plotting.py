@@ -270,7 +270,8 @@ def interval_pivot(df: pd.DataFrame, index: list, columns: str, *, est: str = "a
     column order follow their first appearance."""
     from .metrics import format_interval
 
-    cell = [format_interval(a, b, c, digits).replace(" ", "\u00a0") + (f" · {n}" if note else "")  # no break inside
+    cell = [(format_interval(a, b, c, digits).replace(" ", "\u00a0") if np.isfinite(a) else "—")  # no break inside
+            + (f" · {n}" if note else "")  # a value that cannot be measured (e.g. no skill to lose) shows as a dash
             for a, b, c, n in zip(df[est], df[lo], df[hi], df[note] if note else [None] * len(df))]
     long = df[index + [columns]].assign(_cell=cell)
     order = list(dict.fromkeys(df[columns]))

@@ -346,3 +346,13 @@ def test_interval_errorbar_draws_the_interval_even_when_the_estimate_lies_outsid
     seg = ax.collections[-1].get_segments()[0]
     np.testing.assert_allclose(sorted(seg[:, 0]), [0.4, 0.6])
     plt.close(fig)
+
+
+def test_interval_pivot_shows_an_unmeasurable_value_as_a_dash():
+    from lensnb import plotting
+
+    df = pd.DataFrame({"masked": ["core", "core"], "model": ["paired", "unpaired"], "share": [np.nan, 0.4],
+                       "ci_low": [np.nan, 0.3], "ci_high": [np.nan, 0.5], "verdict": [gates.NO_SKILL, "relies"]})
+    w = plotting.interval_pivot(df, ["masked"], "model", est="share")
+    assert w.loc[0, "paired"] == "— · " + gates.NO_SKILL and "nan" not in w.loc[0, "paired"]
+    assert w.loc[0, "unpaired"].startswith("0.400")
