@@ -369,15 +369,23 @@ def differences_by_lens(out: dict, tests: dict, *, n_boot: int, seed: int, margi
     return pd.DataFrame(rows)
 
 
+RESIDUAL_STEPS = ("paired_raw", "paired_residual", "unpaired_raw", "unpaired_residual", "unpaired_raw_residual")
+
+
 def population_dependence(by_lens: pd.DataFrame, reliance: pd.DataFrame, labels: dict, *,
-                          arcs: dict | None = None, relative: float = 0.2) -> pd.DataFrame:
+                          arcs: dict | None = None, relative: float = 0.2, gate_bins: pd.DataFrame | None = None,
+                          memorisation: pd.DataFrame | None = None, memo_margin: float = 0.05,
+                          gate_designs=RESIDUAL_STEPS) -> pd.DataFrame:
     """Which conclusions depend on the population: one row per conclusion, with the lenses it holds for, fails for and
     cannot decide, and the numbers. Rows come from ``differences_by_lens`` (each design against the proposal, per
-    θ_E/FWHM bin and brightness: "keeps the lenses") and from the reliance table of ``run`` (paired and unpaired raw
-    models, core box and counter-image disk: "relies on ..."). ``labels`` names the designs, ``arcs`` the test sets
-    ({"primary": "detectable brightness", "bright": "request brightness"}). A bin without enough lenses is left out.
+    θ_E/FWHM bin and brightness: "keeps the lenses"), from the reliance table of ``run`` (paired and unpaired raw
+    models, core box and counter-image disk: "relies on ..."), from ``run``'s ``gate_bins`` (the core gates, linear
+    and nonlinear, on each of ``gate_designs``' own training input: "the core gates find a shortcut", holding where
+    either gate does and failing where both find none) and from its ``memorisation`` (seen- minus unseen-host AUROC
+    above ``memo_margin``). ``labels`` names the designs, ``arcs`` the test sets ({"primary": "detectable
+    brightness", "bright": "request brightness"}). A bin without enough lenses is left out.
     """
-    from .metrics import format_interval
+    from .metrics import format_interval, monitor_verdict
 
     arcs = arcs or {"primary": "primary", "bright": "bright"}
     rows = []
@@ -410,10 +418,33 @@ def population_dependence(by_lens: pd.DataFrame, reliance: pd.DataFrame, labels:
                           if np.isfinite(r["share of skill lost"]) else "no skill above chance to lose")
                          for _, r in sub.iterrows()]
                 add(f"the {labels.get(c, c)} model relies on the {region} (> {relative:g} of its skill, 95%)", cells)
+    if gate_bins is not None and len(gate_bins):
+        gb = gate_bins[(gate_bins["lenses"] != "all lenses") & gate_bins["auroc"].notna()]
+        for c in [c for c in gate_designs if c in set(gb["candidate"])]:
+            cells = []
+            for lv in dict.fromkeys(gb.loc[gb.candidate == c, "lenses"]):
+                g = gb[(gb.candidate == c) & (gb.lenses == lv)].set_index("gate")
+                v = list(g["verdict"])
+                res = "holds" if "shortcut" in v else ("fails" if v and all(x == "no shortcut" for x in v)
+                                                       else "undecidable")
+                cells.append((lv, res, ", ".join(f"{'linear' if k == 'core LR' else 'nonlinear'} "
+                                                 f"{format_interval(r.auroc, r.ci_low, r.ci_high)}"
+                                                 for k, r in g.iterrows())))
+            add(f"the core gates find a shortcut in the {labels.get(c, c)} training input (AUROC outside the "
+                f"gate band, 95%)", cells)
+    if memorisation is not None and len(memorisation):
+        for c in dict.fromkeys(memorisation["candidate"]):
+            sub = memorisation[(memorisation.candidate == c) & (memorisation.lenses != "all lenses")
+                               & memorisation["gap"].notna()]
+            cells = [(r.lenses, {"fires": "holds", "quiet": "fails"}.get(monitor_verdict(r.ci_low, r.ci_high, memo_margin),
+                                                                          "undecidable"),
+                      format_interval(r.gap, r.ci_low, r.ci_high)) for _, r in sub.iterrows()]
+            add(f"the {labels.get(c, c)} network memorises its training hosts (seen − unseen AUROC > {memo_margin:g}, "
+                f"95%)", cells)
     return pd.DataFrame(rows, columns=["conclusion", "holds for", "fails for", "undecidable for", "numbers"])
 
 
-RESIDUAL_STEPS = ("paired_raw", "paired_residual", "unpaired_raw", "unpaired_residual", "unpaired_raw_residual")
+
 
 
 def residual_table(summary: pd.DataFrame, by_lens: pd.DataFrame, labels: dict, *, fpr: float,
@@ -695,6 +726,52 @@ def training_images(cand: Candidate, tables: dict, data: dict, seed: int, *, dro
     return out
 
 
+def memorisation(cand: Candidate, models, data: dict, split: dict, n_per_class: dict, prim: TestSet, bins, *,
+                 seed: int, n_boot: int, primary_scores=None) -> pd.DataFrame:
+    """Host memorisation of a candidate's models (``experiment.memorisation_by_bin``): new injections into its
+    training hosts (``experiment.seen_host_table``, as many of each class as the primary test set's smaller class)
+    against the primary test set's unseen hosts, on all lenses and per θ_E/FWHM bin (``bins`` of the primary test
+    set). Empty where the candidate did not train or its training hosts have no unused rows left."""
+    from .experiment import design_images, memorisation_by_bin, seen_host_table
+    from .train import predict
+
+    if not models or cand.design == "real":
+        return pd.DataFrame()
+    meta = data["meta"]
+    tables = _candidate_tables(cand, meta, split, n_per_class, seed)
+    n_seen = int(min((prim.y == 1).sum(), (prim.y == 0).sum()))
+    try:
+        seen_t = seen_host_table(tables["train"], meta, n_seen, seed)
+    except ValueError:
+        return pd.DataFrame()
+    x = candidate_input(cand.input, design_images(seen_t, data["stamps"], data["ctrls"]))
+    S_seen = np.stack([predict(m.model, m.normaliser, x) for m in models])
+    S_prim = primary_scores if primary_scores is not None else np.stack(
+        [predict(m.model, m.normaliser, candidate_input(cand.input, prim.images)) for m in models])
+    y_seen = seen_t["label"].to_numpy()
+    b_seen = _training_bins(cand, seen_t, data, y_seen)
+    if b_seen is None:
+        b_seen = pd.Categorical([None] * len(y_seen), categories=list(bins.categories))
+    return memorisation_by_bin((y_seen, S_seen, seen_t["host"].to_numpy(), b_seen), (prim.y, S_prim, prim.hosts, bins),
+                               n_boot=n_boot, seed=seed).assign(candidate=cand.name)
+
+
+def _training_bins(cand: Candidate, table: pd.DataFrame, data: dict, y) -> pd.Categorical | None:
+    """The θ_E/FWHM bin of each training positive of a simulated candidate (negatives: None); None where the
+    training rows carry no θ_E (real lenses, data without the columns)."""
+    from .detectability import theta_bins
+
+    if cand.design == "real":
+        return None
+    meta = data["bright"][2] if cand.brightness == "bright" else data["meta"]
+    if not {"theta_e_arcsec", "psf_fwhm_used_r"} <= set(meta.columns):
+        return None
+    rows = table["row"].to_numpy()
+    b = theta_bins(meta["theta_e_arcsec"].to_numpy()[rows], meta["psf_fwhm_used_r"].to_numpy()[rows])
+    return pd.Categorical(np.where(np.asarray(y) == 1, np.asarray(b, dtype=object), None), categories=b.categories,
+                          ordered=True)
+
+
 def _auc_row(name, y, S, g, n_boot, seed):
     from .metrics import seeded_auroc
 
@@ -714,14 +791,16 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
     ``snr`` (completeness against arc S/N), ``confusers`` (FPR per type), ``reliance`` (the one reliance measure,
     ``experiment.reliance_by_bin``: the share of skill above chance lost, and the AUROC drop, when the core box or the
     counter-image disk of ``counter_radius_fwhm`` FWHM is filled from each image's own control, per theta_E bin;
-    empty when the test set has no controls), ``kinds`` (the hard-negative mix) and ``models`` (candidate -> trained models, one
-    per seed)."""
+    empty when the test set has no controls), ``gate_bins`` (the core gates per θ_E/FWHM bin of the training lenses,
+    ``gates.gate_by_bin``), ``memorisation`` (the baseline's seen- minus unseen-host AUROC per bin, ``memorisation``),
+    ``kinds`` (the hard-negative mix), ``tables`` (candidate -> its train/val sample tables) and ``models`` (candidate
+    -> trained models, one per seed)."""
     import time
 
     from tqdm import tqdm
 
     from .experiment import _train_cached, reliance_by_bin, theta_bins
-    from .metrics import difference_verdict, seeded_difference
+    from .metrics import difference_verdict, seeded_differences
     from .train import predict
 
     cands = get_candidates([c.name if isinstance(c, Candidate) else c for c in candidates])
@@ -734,7 +813,7 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
     gates.check_no_shared_hosts(np.concatenate([split["train"], split["val"]]), prim.hosts)
     hidden = reliance_masks(prim, counter_radius_fwhm)
     hidden_images = {k: gates.fill_from_control(prim.images, prim.controls, m) for k, m in hidden.items()}
-    scores, gate_rows, kinds, timing, trained = {}, [], {}, {}, {}
+    scores, gate_rows, gate_bin_rows, kinds, timing, trained, train_tables = {}, [], [], {}, {}, {}, {}
     it = tqdm(cands, desc="candidates", unit="candidate") if progress else cands
     for cand in it:
         t0 = time.perf_counter()
@@ -748,6 +827,7 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
             if cand.treatment == "hard_negatives" and "confusers" not in data:
                 continue
             tables = _candidate_tables(cand, meta, split, n_per_class, seed)
+        train_tables[cand.name] = tables
         raw = training_images(cand, tables, data, seed, dropout_p=dropout_p, dropout_radius_px=dropout_radius_px,
                               shuffle_share=shuffle_share, confuser_share=confuser_share)
         x_tr, y_tr, g_tr, k_tr = raw["train"]
@@ -774,9 +854,15 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
         for gname, feats, model in (("core LR", gates.core_features, "lr"),
                                     ("nonlinear core", gates.core_nonlinear_features, "gbt"),
                                     ("radial-profile LR", gates.radial_profile_features, "lr")):
-            r = gates.feature_gate(gname, feats(xi_tr), y_tr, g_tr, gate_threshold, n_boot=n_boot, seed=seed, model=model)
+            r = gates.cached_feature_gate(gname, feats(xi_tr), y_tr, g_tr, gate_threshold, n_boot=n_boot, seed=seed,
+                                          model=model)
             gate_rows.append({"candidate": cand.name, "gate": gname, "auroc": r.statistic, "ci_low": r.ci_low,
                               "ci_high": r.ci_high, "verdict": r.verdict, "kind": r.kind})
+            tb = _training_bins(cand, tables["train"], data, y_tr)
+            if gname != "radial-profile LR" and tb is not None:
+                gate_bin_rows.append(gates.gate_by_bin(gname, feats(xi_tr), y_tr, g_tr, tb, gate_threshold,
+                                                       n_boot=n_boot, seed=seed, model=model)
+                                     .assign(candidate=cand.name))
         timing[cand.name] = {"train_s": t1 - t0, "judge_s": time.perf_counter() - t1,
                              "images_per_s": float(np.mean([m.images_per_s for m in models]))}
     done = [c for c in cands if (c.name, "primary") in scores]
@@ -807,9 +893,9 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
         if c.name == BASELINE:
             row.update(diff=0.0, diff_low=0.0, diff_high=0.0, diff90_low=0.0, diff90_high=0.0, diff_verdict="baseline")
         else:
-            d = seeded_difference(prim.y, base, prim.hosts, prim.y, S, prim.hosts, n_boot=n_boot, seed=seed)
-            d90 = seeded_difference(prim.y, base, prim.hosts, prim.y, S, prim.hosts, n_boot=n_boot, seed=seed,
-                                    level=0.90)
+            dd = seeded_differences(prim.y, base, prim.hosts, prim.y, S, prim.hosts, n_boot=n_boot, seed=seed,
+                                    levels=(0.95, 0.90))
+            d, d90 = dd[0.95], dd[0.90]
             row.update(diff=d.estimate, diff_low=d.ci_low, diff_high=d.ci_high, diff90_low=d90.ci_low,
                        diff90_high=d90.ci_high,
                        diff_verdict=difference_verdict(d.ci_low, d.ci_high, "the baseline", "this design"))
@@ -856,9 +942,12 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
             rel_rows.append(reliance_by_bin(sc, prim.table, bins, fit_hosts=None, relative=reliance_relative,
                                             n_boot=n_boot, seed=seed).assign(candidate=c.name))
     summ = pd.DataFrame(summary)
-    return {"split": split, "scores": scores, "results": res, "summary": summ, "ranked": rank(summ, f"tpr_{fprs[0]:g}"
+    memo = memorisation(CANDIDATES[BASELINE], trained.get(BASELINE), data, split, n_per_class, prim, bins, seed=seed,
+                        n_boot=n_boot, primary_scores=scores.get((BASELINE, "primary")))
+    return {"split": split, "tables": train_tables, "memorisation": memo, "scores": scores, "results": res, "summary": summ, "ranked": rank(summ, f"tpr_{fprs[0]:g}"
             if summ[f"tpr_{fprs[0]:g}"].notna().any() else "auroc", margin=loss_margin),
-            "gates": gate_df, "theta": pd.DataFrame(theta_rows), "snr": pd.DataFrame(snr_rows),
+            "gates": gate_df, "gate_bins": pd.concat(gate_bin_rows, ignore_index=True) if gate_bin_rows else pd.DataFrame(),
+            "theta": pd.DataFrame(theta_rows), "snr": pd.DataFrame(snr_rows),
             "confusers": pd.DataFrame(conf_rows),
             "reliance": pd.concat(rel_rows, ignore_index=True) if rel_rows else pd.DataFrame(), "kinds": kinds,
             "timing": pd.DataFrame(timing).T, "n_test_negatives": n_neg, "fprs": list(fprs), "models": trained}

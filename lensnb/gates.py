@@ -287,6 +287,10 @@ def feature_gate(name: str, X, y, groups, threshold: float = 0.65, n_folds: int 
     arc-signal gates, named in ``ARC_SIGNAL``, get the arc verdict). An interval below 1 - threshold is
     checked against the gate's permutation null (``cv_null``) before it is called a shortcut."""
     s = grouped_cv_scores(X, y, groups, n_folds=n_folds, model=model, seed=seed, fold_groups=fold_groups)
+    return _gate_from_scores(name, s, X, y, groups, threshold, n_boot, seed, model, fold_groups)
+
+
+def _gate_from_scores(name, s, X, y, groups, threshold, n_boot, seed, model, fold_groups) -> GateResult:
     auc, lo, hi = cluster_bootstrap_ci(y, s, groups, n_boot=n_boot, seed=seed)
     arc = name in ARC_SIGNAL
     v = arc_verdict(lo, hi, threshold) if arc else verdict(lo, hi, threshold)
@@ -294,6 +298,65 @@ def feature_gate(name: str, X, y, groups, threshold: float = 0.65, n_folds: int 
         v = refine_inverted(v, auc, cv_null(X, y, groups, model=model, seed=seed, fold_groups=fold_groups))
     return GateResult(name, auc, lo, hi, threshold, v, len(y), len(np.unique(groups)),
                       "arc signal" if arc else "shortcut")
+
+
+def _cache_parts(X, y, groups, fold_groups, **settings) -> dict:
+    from . import results
+
+    return {**settings, "code": results.code_hash("gates", "metrics"),
+            "inputs": results.array_digest(np.asarray(X, np.float64), np.asarray(y), np.asarray(groups).astype(str),
+                                           *([] if fold_groups is None else [np.asarray(fold_groups).astype(str)]))}
+
+
+def cached_cv_scores(X, y, groups, n_folds: int = 5, model: str = "lr", seed: int = 0, fold_groups=None) -> np.ndarray:
+    """``grouped_cv_scores`` computed once per inputs (features, labels, groups, settings and gate code; see
+    ``results.array_digest``) and kept under the results cache: a gate read on all lenses and per θ_E bin, or by two
+    chapters on the same training input, fits its classifiers once."""
+    import pandas as pd
+
+    from . import results
+
+    parts = _cache_parts(X, y, groups, fold_groups, kind="oof", n_folds=n_folds, model=model, seed=seed)
+    f = results.cached_frame("oof", parts, lambda: pd.DataFrame({"score": grouped_cv_scores(
+        X, y, groups, n_folds=n_folds, model=model, seed=seed, fold_groups=fold_groups)}))
+    return f["score"].to_numpy()
+
+
+def cached_feature_gate(name: str, X, y, groups, threshold: float = 0.65, n_folds: int = 5, n_boot: int = 500,
+                        seed: int = 0, model: str = "lr", fold_groups=None) -> GateResult:
+    """``feature_gate`` with the out-of-fold scores from ``cached_cv_scores`` (the same numbers, fitted once)."""
+    s = cached_cv_scores(X, y, groups, n_folds=n_folds, model=model, seed=seed, fold_groups=fold_groups)
+    return _gate_from_scores(name, s, X, y, groups, threshold, n_boot, seed, model, fold_groups)
+
+
+def gate_by_bin(name: str, X, y, groups, bins, threshold: float = 0.65, n_folds: int = 5, n_boot: int = 500,
+                seed: int = 0, model: str = "lr", min_positives: int = 10):
+    """A shortcut gate read per lens bin: the classifier is fitted once on all rows (host-grouped CV, out-of-fold
+    scores from ``cached_cv_scores``), and its AUROC is read on the positives of each bin against all negatives,
+    with a host-bootstrap interval and the gate's two-sided verdict. ``bins`` is a Categorical over rows (the
+    negatives' entries are ignored). Returns a DataFrame: gate, lenses ("all lenses", then each bin), positives,
+    auroc, ci_low, ci_high, verdict; a bin with fewer than ``min_positives`` positives gets no interval. A bin read
+    below chance is reported as such: the gate was fitted on all bins, so the ordering is the pooled one's."""
+    import pandas as pd
+
+    y, groups = np.asarray(y), np.asarray(groups)
+    s = cached_cv_scores(X, y, groups, n_folds=n_folds, model=model, seed=seed)
+    bins = pd.Categorical(bins)
+    rows = []
+    for lv, sel in [("all lenses", np.ones(len(y), bool))] + [(str(c), np.asarray(bins == c) | (y == 0))
+                                                               for c in bins.categories]:
+        npos = int((sel & (y == 1)).sum())
+        row = {"gate": name, "lenses": lv, "positives": npos}
+        if npos >= min_positives:
+            auc, lo, hi = cluster_bootstrap_ci(y[sel], s[sel], groups[sel], n_boot=n_boot, seed=seed)
+            v = verdict(lo, hi, threshold)
+            if v == "shortcut" and auc < 0.5:
+                v = "below chance (the pooled gate ranks this bin's lenses low)"
+            row.update(auroc=auc, ci_low=lo, ci_high=hi, verdict=v)
+        else:
+            row.update(auroc=np.nan, ci_low=np.nan, ci_high=np.nan, verdict=f"fewer than {min_positives} lenses")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def core_lr_gate(images, y, groups, threshold: float = 0.65, n_folds: int = 5, n_boot: int = 500,
@@ -438,20 +501,21 @@ def reliance_gate(name: str, scores_full, scores_masked, y, groups, relative: fl
     unmasked model's AUROC interval reaches chance there is no skill to share out and the verdict is
     ``NO_SKILL``. A relative threshold scales with the model's skill: a 0.05 drop is a third of the skill of a
     model at AUROC 0.65 but a tenth of one at 1.0. The absolute AUROC drop and its interval are returned too."""
-    from .metrics import joint_host_bootstrap
+    from .metrics import joint_host_intervals
 
     check_gate_input(y, groups, n_folds=1)
     if fit_groups is not None:
         check_no_shared_hosts(fit_groups, groups)
     sets = [(y, scores_full, groups), (y, scores_masked, groups)]
-    full = joint_host_bootstrap(sets[:1], lambda a: a[0], n_boot=n_boot, seed=seed, bounds=(0.0, 1.0))
-    drop = joint_host_bootstrap(sets, lambda a: a[0] - a[1], n_boot=n_boot, seed=seed, bounds=(-1.0, 1.0))
+    # one host bootstrap for the three statistics (the same draws as three separate calls)
+    r = joint_host_intervals(sets, {"full": (lambda a: a[0], (0.0, 1.0)), "drop": (lambda a: a[0] - a[1], (-1.0, 1.0)),
+                                    "share": (lambda a: share_of_skill_lost(a[0], a[1]), (0.0, 1.0))},
+                             n_boot=n_boot, seed=seed)
+    full, drop, share = r[("full", 0.95)], r[("drop", 0.95)], r[("share", 0.95)]
     if full.ci_low <= 0.5:
         nan = float("nan")
         return {"name": name, "AUROC drop": drop.estimate, "drop_low": drop.ci_low, "drop_high": drop.ci_high,
                 "share of skill lost": nan, "ci_low": nan, "ci_high": nan, "verdict": NO_SKILL}
-    share = joint_host_bootstrap(sets, lambda a: share_of_skill_lost(a[0], a[1]), n_boot=n_boot, seed=seed,
-                                 bounds=(0.0, 1.0))
     v = "relies" if share.ci_low > relative else ("does not rely" if share.ci_high < relative else "undecidable")
     return {"name": name, "AUROC drop": drop.estimate, "drop_low": drop.ci_low, "drop_high": drop.ci_high,
             "share of skill lost": share.estimate, "ci_low": share.ci_low, "ci_high": share.ci_high, "verdict": v}

@@ -22,12 +22,16 @@ def weighted_auroc(y, score, weights) -> np.ndarray:
     order = np.argsort(score, kind="stable")
     s, pos = np.asarray(score, float)[order], y[order]
     w = np.atleast_2d(np.asarray(weights, float))[:, order]
-    level = np.r_[0, np.cumsum(s[1:] != s[:-1])]  # tie group of each sorted row
+    # tie groups are contiguous in sorted order: [start, end) of each row's group
+    new = np.r_[True, s[1:] != s[:-1]]
+    start = np.flatnonzero(new)
+    size = np.diff(np.r_[start, len(s)])
+    g_start = np.repeat(start, size)
+    g_end = g_start + np.repeat(size, size)
     neg_w = np.where(pos, 0.0, w)
-    per_level = np.zeros((w.shape[0], level[-1] + 1))
-    np.add.at(per_level.T, level, neg_w.T)
-    below = np.cumsum(per_level, axis=1) - per_level  # negative weight strictly below each tie level
-    wins = below[:, level] + 0.5 * per_level[:, level]
+    cs = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(neg_w, axis=1)], axis=1)
+    below = cs[:, g_start]  # negative weight strictly below each row's tie group
+    wins = below + 0.5 * (cs[:, g_end] - below)
     w_pos = np.where(pos, w, 0.0)
     n1, n0 = w_pos.sum(axis=1), neg_w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -104,39 +108,36 @@ def _host_index(groups, hosts):
     return np.array([pos[h] for h in np.asarray(groups)])
 
 
-def joint_host_bootstrap(sets, fn, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-                         bounds: tuple[float, float] | None = None) -> SeededInterval:
-    """A statistic of several AUROCs with a joint host bootstrap and the seed spread folded in.
+def host_bootstrap_aurocs(sets, *, n_boot: int = 1000, seed: int = 0) -> tuple[list, np.ndarray, np.ndarray]:
+    """The AUROCs behind a joint host bootstrap, computed once for every statistic and level read from them.
 
-    ``sets`` is a list of (labels, scores, hosts) with scores (n_seeds, n) or (n,); ``fn`` maps the list
-    of per-seed AUROC arrays (one per set) to a per-seed statistic (e.g. ``lambda a: a[1] - a[0]``). One
-    bootstrap draw of hosts (with replacement, from the union of all sets' hosts) is applied to every
-    set, so what the sets share cancels. The statistic is averaged over seeds; its percentile interval
-    over host draws is widened by the seed standard error (sd / sqrt(n_seeds)) in quadrature, then clipped
-    to ``bounds`` (the statistic's range: [0, 1] for an AUROC, [-1, 1] for a difference of two).
-    """
-    from scipy.stats import norm
-
+    ``sets`` is a list of (labels, scores, hosts) with scores (n_seeds, n) or (n,). One draw of hosts (with
+    replacement, from the union of all sets' hosts) is applied to every set, so what the sets share cancels; a
+    host drawn m times weighs its rows m times (``weighted_auroc``: the AUROC of the resampled sample, exactly).
+    Returns (full, boot, keep): ``full`` a list of per-seed AUROC arrays (n_seeds,), one per set; ``boot`` the
+    replicate AUROCs (n_sets, n_boot, n_seeds); ``keep`` the replicates in which every set holds both classes."""
     sets = [(np.asarray(y), np.atleast_2d(np.asarray(S, float)), np.asarray(g)) for y, S, g in sets]
     if len({S.shape[0] for _, S, _ in sets}) != 1:
         raise ValueError("every set needs scores from the same seeds")
     hosts = np.unique(np.concatenate([g for _, _, g in sets]))
     hidx = [_host_index(g, hosts) for _, _, g in sets]
-
-    def stat(idx_list):
-        return np.asarray(fn([fast_auroc(y[i], S[:, i]) for (y, S, _), i in zip(sets, idx_list)]), float)
-
-    full = stat([np.arange(len(y)) for y, _, _ in sets])  # per seed
+    full = [fast_auroc(y, S) for y, S, _ in sets]
     rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        counts = np.bincount(rng.integers(0, len(hosts), len(hosts)), minlength=len(hosts))
-        idx = [np.repeat(np.arange(len(h)), counts[h]) for h in hidx]
-        if all(len(np.unique(y[i])) == 2 for (y, _, _), i in zip(sets, idx)):
-            v = stat(idx).mean()
-            if np.isfinite(v):
-                boot.append(v)
-    if not boot:
+    counts = np.stack([np.bincount(rng.integers(0, len(hosts), len(hosts)), minlength=len(hosts))
+                       for _ in range(n_boot)]) if n_boot else np.zeros((0, len(hosts)), int)
+    boot = np.empty((len(sets), n_boot, sets[0][1].shape[0]))
+    for j, ((y, S, _), h) in enumerate(zip(sets, hidx)):
+        w = counts[:, h]
+        for k in range(S.shape[0]):
+            boot[j, :, k] = weighted_auroc(y, S[k], w)
+    keep = np.isfinite(boot).all(axis=(0, 2))
+    return full, boot, keep
+
+
+def _seeded_interval(full: np.ndarray, boot: np.ndarray, level: float, bounds) -> SeededInterval:
+    from scipy.stats import norm
+
+    if not len(boot):
         raise ValueError("no bootstrap draw held both classes; too few hosts")
     a = (1 - level) / 2
     est = float(full.mean())
@@ -151,11 +152,60 @@ def joint_host_bootstrap(sets, fn, *, n_boot: int = 1000, level: float = 0.95, s
     return SeededInterval(est, float(lo), float(hi), hlo, hhi, [float(v) for v in full], sd, level)
 
 
+def joint_host_intervals(sets, stats: dict, *, n_boot: int = 1000, levels=(0.95,), seed: int = 0) -> dict:
+    """Several statistics of the same AUROCs at several levels from one joint host bootstrap.
+
+    ``stats`` maps a name to (fn, bounds): ``fn`` maps the list of AUROC arrays (one per set, each of shape
+    (..., n_seeds)) to the per-seed statistic, elementwise (e.g. ``lambda a: a[1] - a[0]``); ``bounds`` is the
+    statistic's range ([0, 1] for an AUROC, [-1, 1] for a difference) or None. Each statistic is averaged over
+    seeds; its percentile interval over host draws is widened by the seed standard error (sd / sqrt(n_seeds)) in
+    quadrature, then clipped to ``bounds``. Returns {(name, level): SeededInterval}; replicates in which a set
+    lacks a class or the statistic is not finite are dropped (per statistic)."""
+    full, boot, keep = host_bootstrap_aurocs(sets, n_boot=n_boot, seed=seed)
+    if not keep.any():
+        raise ValueError("no bootstrap draw held both classes; too few hosts")
+    out = {}
+    for name, (fn, bounds) in stats.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.asarray(fn(full), float)
+            b = np.asarray(fn(list(boot[:, keep])), float)
+        b = b.mean(axis=-1) if b.ndim == 2 else b
+        b = b[np.isfinite(b)]
+        for level in levels:  # a statistic undefined in every draw (e.g. no skill to share out) is NaN, not an error
+            out[(name, level)] = (_seeded_interval(f, b, level, bounds) if len(b) else
+                                  SeededInterval(float(np.mean(f)), np.nan, np.nan, np.nan, np.nan,
+                                                 [float(v) for v in f], np.nan, level))
+    return out
+
+
+def joint_host_bootstrap(sets, fn, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                         bounds: tuple[float, float] | None = None) -> SeededInterval:
+    """A statistic of several AUROCs with a joint host bootstrap and the seed spread folded in.
+
+    ``sets`` is a list of (labels, scores, hosts) with scores (n_seeds, n) or (n,); ``fn`` maps the list
+    of per-seed AUROC arrays (one per set) to a per-seed statistic (e.g. ``lambda a: a[1] - a[0]``),
+    elementwise. One bootstrap draw of hosts (with replacement, from the union of all sets' hosts) is applied
+    to every set, so what the sets share cancels. The statistic is averaged over seeds; its percentile interval
+    over host draws is widened by the seed standard error (sd / sqrt(n_seeds)) in quadrature, then clipped
+    to ``bounds`` (the statistic's range: [0, 1] for an AUROC, [-1, 1] for a difference of two). Several
+    statistics or levels of the same sets: ``joint_host_intervals`` (one bootstrap for all).
+    """
+    return joint_host_intervals(sets, {"s": (fn, bounds)}, n_boot=n_boot, levels=(level,), seed=seed)[("s", level)]
+
+
 def seeded_difference(y_a, S_a, g_a, y_b, S_b, g_b, *, n_boot: int = 1000, level: float = 0.95,
                       seed: int = 0) -> SeededInterval:
     """AUROC(b) - AUROC(a), mean over seeds (seed k of a against seed k of b), joint host bootstrap."""
     return joint_host_bootstrap([(y_a, S_a, g_a), (y_b, S_b, g_b)], lambda a: a[1] - a[0], n_boot=n_boot,
                                 level=level, seed=seed, bounds=(-1.0, 1.0))
+
+
+def seeded_differences(y_a, S_a, g_a, y_b, S_b, g_b, *, n_boot: int = 1000, levels=(0.95, 0.90),
+                       seed: int = 0) -> dict:
+    """``seeded_difference`` at several levels from one bootstrap: {level: SeededInterval}."""
+    r = joint_host_intervals([(y_a, S_a, g_a), (y_b, S_b, g_b)], {"d": (lambda a: a[1] - a[0], (-1.0, 1.0))},
+                             n_boot=n_boot, levels=levels, seed=seed)
+    return {lv: r[("d", lv)] for lv in levels}
 
 
 def seeded_auroc(y, S, groups, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> SeededInterval:
@@ -171,6 +221,20 @@ def difference_verdict(lo: float, hi: float, a: str = "a", b: str = "b") -> str:
     if hi < 0:
         return f"{b} lower than {a}"
     return "undecided (the interval contains 0)"
+
+
+def monitor_verdict(lo: float, hi: float, threshold: float, *, bad_above: bool = True) -> str:
+    """``fires`` if the interval lies wholly on the bad side of ``threshold`` (above it when ``bad_above``),
+    ``quiet`` if wholly on the good side, else ``undecidable``."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "undecidable"
+    bad_lo, bad_hi = (lo, hi) if bad_above else (-hi, -lo)
+    t = threshold if bad_above else -threshold
+    if bad_lo > t:
+        return "fires"
+    if bad_hi < t:
+        return "quiet"
+    return "undecidable"
 
 
 def equivalence_verdict(lo90: float, hi90: float, margin: float) -> str:

@@ -16,21 +16,7 @@ from . import gates
 from .alternatives import _host_draws
 from .alternatives import _interval as _alt_interval
 from .alternatives import tpr_point
-from .metrics import auroc, fast_auroc
-
-
-def monitor_verdict(lo: float, hi: float, threshold: float, *, bad_above: bool = True) -> str:
-    """``fires`` if the interval lies wholly on the bad side of ``threshold`` (above it when ``bad_above``),
-    ``quiet`` if wholly on the good side, else ``undecidable``."""
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "undecidable"
-    bad_lo, bad_hi = (lo, hi) if bad_above else (-hi, -lo)
-    t = threshold if bad_above else -threshold
-    if bad_lo > t:
-        return "fires"
-    if bad_hi < t:
-        return "quiet"
-    return "undecidable"
+from .metrics import auroc, fast_auroc, monitor_verdict  # noqa: F401  (risks.monitor_verdict: the register's reading)
 
 
 def thresholds_in(text: str) -> list[float]:
@@ -111,6 +97,24 @@ def memorisation_gap(y_seen, S_seen, g_seen, y_unseen, S_unseen, g_unseen, *, n_
 
     d = seeded_difference(y_unseen, S_unseen, g_unseen, y_seen, S_seen, g_seen, n_boot=n_boot, seed=seed)
     return d.estimate, d.ci_low, d.ci_high
+
+
+def memorisation_table(memo: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """The memorisation rows of ``alternatives.run`` (``experiment.memorisation_by_bin``: seen- minus unseen-host
+    AUROC per lens bin) as a readable table: lenses, positives on each side, the gap with its 95% interval and
+    the monitor's reading against ``margin`` (``monitor_verdict``: fires / quiet / undecidable)."""
+    from .metrics import format_interval
+
+    if not len(memo):
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "lenses": memo["lenses"],
+        "lenses tested (seen / unseen hosts)": [f"{a} / {b}" for a, b in
+                                                zip(memo["positives (seen hosts)"], memo["positives (unseen hosts)"])],
+        "seen − unseen AUROC (95% CI)": [format_interval(g, lo, hi) if np.isfinite(g) else "— (too few lenses)"
+                                         for g, lo, hi in zip(memo["gap"], memo["ci_low"], memo["ci_high"])],
+        f"reading (fires above {margin:g})": [monitor_verdict(lo, hi, margin) if np.isfinite(lo) else "—"
+                                              for lo, hi in zip(memo["ci_low"], memo["ci_high"])]})
 
 
 # --------------------------------------------------------------------------- gate artifacts, on purpose

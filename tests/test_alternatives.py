@@ -205,6 +205,21 @@ def test_population_dependence_says_for_which_lenses_each_conclusion_holds():
     assert "θ_E > 1.25 FWHM: no skill above chance to lose" in r.iloc[0]["numbers"] and "nan" not in r.iloc[0]["numbers"]
     assert r.iloc[0]["undecidable for"] == "θ_E > 1.25 FWHM"
     assert len(alt.population_dependence(bl.iloc[:0], rel.iloc[:0], {})) == 0
+    # the core gates per bin (either gate firing holds, both quiet fails) and memorisation per bin
+    gb = pd.DataFrame({"candidate": ["unpaired_raw"] * 6, "gate": ["core LR", "nonlinear core"] * 3,
+                       "lenses": ["all lenses"] * 2 + ["θ_E < 0.75 FWHM"] * 2 + ["θ_E > 1.25 FWHM"] * 2,
+                       "auroc": [0.7, 0.8, 0.6, 0.9, 0.55, 0.56], "ci_low": [0.66, 0.7, 0.55, 0.8, 0.5, 0.52],
+                       "ci_high": [0.74, 0.9, 0.65, 0.95, 0.6, 0.6],
+                       "verdict": ["shortcut", "shortcut", "undecidable", "shortcut", "no shortcut", "no shortcut"]})
+    memo = pd.DataFrame({"candidate": ["unpaired_raw"] * 3, "lenses": ["all lenses", "θ_E < 0.75 FWHM", "θ_E > 1.25 FWHM"],
+                         "gap": [0.03, 0.09, 0.0], "ci_low": [0.0, 0.06, -0.03], "ci_high": [0.06, 0.12, 0.03]})
+    r = alt.population_dependence(bl.iloc[:0], rel.iloc[:0], {"unpaired_raw": "unpaired raw"}, gate_bins=gb,
+                                  memorisation=memo, memo_margin=0.05).set_index("conclusion")
+    k = "the core gates find a shortcut in the unpaired raw training input (AUROC outside the gate band, 95%)"
+    assert r.loc[k, "holds for"] == "θ_E < 0.75 FWHM" and r.loc[k, "fails for"] == "θ_E > 1.25 FWHM"
+    assert "linear 0.600 (0.550–0.650), nonlinear 0.900 (0.800–0.950)" in r.loc[k, "numbers"]
+    k = "the unpaired raw network memorises its training hosts (seen − unseen AUROC > 0.05, 95%)"
+    assert r.loc[k, "holds for"] == "θ_E < 0.75 FWHM" and r.loc[k, "fails for"] == "θ_E > 1.25 FWHM"
 
 
 def test_the_real_lens_route_is_set_aside_from_the_ranking():

@@ -187,3 +187,24 @@ def test_newton_logistic_is_finite_on_separable_data():
     assert np.all(np.isfinite(m.coef_)) and (m.decision_function(X[20:]) > 0).all()
     with pytest.raises(ValueError, match="two classes"):
         NewtonLogistic().fit(X, np.zeros(40))
+
+
+def test_gate_by_bin_finds_a_shortcut_planted_in_one_bin_only(tmp_path, monkeypatch):
+    """A core signal planted in the lenses of one bin: the per-bin gate fires there and not in the other bin,
+    and the cached out-of-fold scores equal a fresh fit."""
+    from lensnb import config
+
+    monkeypatch.setattr(config, "PROCESSED_DIR", tmp_path)
+    X, y, g = _data(n_hosts=40, per=3, core_signal=0.0, seed=2)
+    rng = np.random.default_rng(0)
+    small = np.where(y == 1, rng.random(len(y)) < 0.5, False)
+    X[small, :, 30:34, 30:34] += 1.5
+    bins = np.where(y == 1, np.where(small, "small", "large"), None)
+    t = gates.gate_by_bin("core LR", gates.core_features(X), y, g, bins, n_boot=200).set_index("lenses")
+    assert t.loc["small", "verdict"] == "shortcut" and t.loc["small", "ci_low"] > 0.65
+    assert t.loc["large", "ci_high"] < t.loc["small", "ci_low"] and t.loc["large", "verdict"] != "shortcut"
+    s1 = gates.cached_cv_scores(gates.core_features(X), y, g)
+    np.testing.assert_array_equal(s1, gates.grouped_cv_scores(gates.core_features(X), y, g))
+    r = gates.cached_feature_gate("core LR", gates.core_features(X), y, g, n_boot=200)
+    f = gates.feature_gate("core LR", gates.core_features(X), y, g, n_boot=200)
+    assert (r.statistic, r.ci_low, r.ci_high, r.verdict) == (f.statistic, f.ci_low, f.ci_high, f.verdict)

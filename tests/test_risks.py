@@ -112,3 +112,26 @@ def test_an_undecidable_monitor_says_the_size_that_would_decide_it():
     assert risks.to_decide("quiet", 0.1, 0.0, 0.15, "> 0.20") == ""
     assert risks.to_decide("undecidable", 0.15, 0.05, 0.25, "> 0.20") == "≈ 4.0× this run's test hosts"
     assert risks.monitor_verdict(0.05, 0.25, 0.20) == "undecidable" and risks.monitor_verdict(0.05, 0.19, 0.20) == "quiet"
+
+
+def test_memorisation_by_bin_fires_only_where_the_training_hosts_are_remembered():
+    """Seen-host scores raised for the lenses of one bin only: that bin's gap is large and its interval excludes
+    zero; the other bin's interval holds zero; 'all lenses' equals risks.memorisation_gap."""
+    import pandas as pd
+
+    from lensnb.experiment import memorisation_by_bin
+
+    rng = np.random.default_rng(1)
+    n = 400
+    y = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]
+    b = np.where(y == 1, np.where(np.arange(n) % 2 == 0, "small", "large"), None)
+    g = np.arange(n) // 2
+    Su = rng.normal(size=(2, n)) + y
+    Ss = rng.normal(size=(2, n)) + y + 1.5 * ((b == "small") & (y == 1))
+    cats = ["small", "large"]
+    t = memorisation_by_bin((y, Ss, g + 10_000, pd.Categorical(b, categories=cats)),
+                            (y, Su, g, pd.Categorical(b, categories=cats)), n_boot=200, seed=0).set_index("lenses")
+    assert t.loc["small", "ci_low"] > 0.1
+    assert t.loc["large", "ci_low"] < 0 < t.loc["large", "ci_high"]
+    assert tuple(t.loc["all lenses", ["gap", "ci_low", "ci_high"]]) == pytest.approx(
+        risks.memorisation_gap(y, Ss, g + 10_000, y, Su, g, n_boot=200, seed=0))
