@@ -220,74 +220,8 @@ def write_real_manifest(path, images: np.ndarray, labels, ra=None, dec=None) -> 
     return Path(path)
 
 
-# --------------------------------------------------------------------------- metrics at a working point
-def _host_draws(groups, n_boot: int, seed: int):
-    hosts, inv = np.unique(np.asarray(groups), return_inverse=True)
-    rng = np.random.default_rng(seed)
-    members = [np.flatnonzero(inv == h) for h in range(len(hosts))]
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(hosts), len(hosts))
-        yield np.concatenate([members[h] for h in pick])
-
-
-def _interval(full: np.ndarray, boot: list, level: float = 0.95) -> tuple[float, float, float]:
-    a = (1 - level) / 2
-    if not boot:
-        return float(full.mean()), float("nan"), float("nan")
-    lo, hi = np.quantile(boot, [a, 1 - a])
-    return float(full.mean()), float(lo), float(hi)
-
-
-def resolvable_fpr(n_negatives: int, fpr: float, min_false: int = 5) -> bool:
-    """A false-positive rate is measurable when at least ``min_false`` distinct negatives are expected above the
-    threshold (n x fpr >= min_false)."""
-    return n_negatives * fpr >= min_false
-
-
-def tpr_point(y, S, fpr: float, sub) -> float:
-    """TPR of the positives in ``sub`` at the threshold giving ``fpr`` on all negatives, per training seed
-    (``S`` (n_seeds, n)), averaged over seeds; NaN without negatives or counted positives."""
-    neg, pos = y == 0, (y == 1) & sub
-    if not neg.any() or not pos.any():
-        return np.nan
-    thr = np.quantile(S[:, neg], 1 - fpr, axis=1, method="higher")
-    return float(np.mean((S[:, pos] > thr[:, None]).mean(axis=1)))
-
-
-def tpr_at_fpr(y, scores, groups, fpr: float, *, n_boot: int = 200, seed: int = 0, level: float = 0.95,
-               subset=None) -> tuple[float, float, float]:
-    """TPR at the threshold that gives ``fpr`` on the negatives (per training seed; ``scores`` (n_seeds, n)),
-    averaged over seeds, with a host-bootstrap interval (hosts resampled, the threshold re-chosen in each draw).
-    ``subset`` (bool mask) restricts the positives counted (e.g. one theta_E bin); the threshold always comes
-    from all negatives."""
-    y = np.asarray(y)
-    S = np.atleast_2d(np.asarray(scores, float))
-    sub = np.ones(len(y), bool) if subset is None else np.asarray(subset, bool)
-
-    def stat(idx):
-        return tpr_point(y[idx], S[:, idx], fpr, sub[idx])
-
-    full = np.array([stat(np.arange(len(y)))])
-    boot = [v for v in (stat(i) for i in _host_draws(groups, n_boot, seed)) if np.isfinite(v)]
-    return _interval(full, boot, level)
-
-
-def fpr_at_tpr(y, scores, neg_scores, neg_groups, tpr: float = 0.5, *, n_boot: int = 200, seed: int = 0,
-               level: float = 0.95) -> tuple[float, float, float]:
-    """The share of the negatives ``neg_scores`` (n_seeds, m) above the threshold that keeps ``tpr`` of the
-    positives of (``y``, ``scores``), averaged over seeds; the interval resamples the negatives' hosts (the
-    threshold is held at its full-sample value)."""
-    y = np.asarray(y)
-    S = np.atleast_2d(np.asarray(scores, float))
-    N = np.atleast_2d(np.asarray(neg_scores, float))
-    thr = np.quantile(S[:, y == 1], 1 - tpr, axis=1)
-
-    def stat(idx):
-        return float(np.mean((N[:, idx] > thr[:, None]).mean(axis=1)))
-
-    full = np.array([stat(np.arange(N.shape[1]))])
-    boot = [stat(i) for i in _host_draws(neg_groups, n_boot, seed)]
-    return _interval(full, boot, level)
+from .metrics import (fpr_at_tpr, resolvable_fpr, tpr_at_fpr,  # noqa: E402,F401  (alt.tpr_at_fpr in the chapters)
+                      tpr_point)
 
 
 def shortcut_verdict(verdicts) -> str:
@@ -799,7 +733,7 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
 
     from tqdm import tqdm
 
-    from .experiment import _train_cached, reliance_by_bin, theta_bins
+    from .experiment import reliance_by_bin, theta_bins, train_cached
     from .metrics import difference_verdict, seeded_differences
     from .train import predict
 
@@ -840,7 +774,7 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
                      "split_seed": seed, "train_kw": train_kw, "dropout": [dropout_p, dropout_radius_px],
                      "hard": [shuffle_share, confuser_share], "real": data.get("real_fingerprint"),
                      "bright": data.get("bright_fingerprint"), "conf": data.get("confuser_fingerprint")}
-        models = [_train_cached(xi_tr, y_tr, xi_va, y_va, seed=s, label=f"{cand.name} seed {s}", train_kw=train_kw,
+        models = [train_cached(xi_tr, y_tr, xi_va, y_va, seed=s, label=f"{cand.name} seed {s}", train_kw=train_kw,
                                 cache_parts=parts) for s in seeds]
         trained[cand.name] = models
         t1 = time.perf_counter()

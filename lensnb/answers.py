@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,20 @@ def _sentences(*parts) -> str:
         p = p[0].upper() + p[1:]
         out.append(p if p.endswith((".", "!", "?")) else p + ".")
     return " ".join(out)
+
+
+_SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)(?<!\bvs)[.;] (?=[A-Z(*`])")
+
+
+def as_lines(text: str) -> str:
+    """An evidence paragraph as a Markdown bullet list, one sentence per line, so the page reads in a glance: a
+    sentence ends at '. ' or '; ' before a capital, a bracket or markup (a decimal point, followed by a digit, never
+    ends one; nor do 'e.g.', 'i.e.' and 'vs.'). An empty text gives an empty string."""
+    text = str(text or "").strip()
+    if not text:
+        return ""
+    parts = [p.strip() for p in _SENTENCE_END.split(text) if p.strip()]
+    return "\n".join(f"- {p if p.endswith(('.', '!', '?', ':', '.)')) else p + '.'}" for p in parts)
 
 
 def _ci(v, lo, hi, d=3) -> str:
@@ -259,6 +274,8 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
         if said else "Not measured."
     q["Q4"] = {"question": "What additional gates should we run?", "verdict": v4q,
                "evidence": _sentences(f"Null checks: {G('05_gates', 'null_text', '')}",
+                                      (f"Protocol: {_strip(G('03_pools', 'protocol_text'))}"
+                                       if G.has("03_pools", "protocol_text") else ""),
                                       f"Planted defects: {G('05_gates', 'spoil_text', '')}",
                                       _strip(G("05_gates", "occ_reading", "")), _rel_sentence(G)),
                "confidence": "decided where a gate's interval clears its threshold",
@@ -344,6 +361,10 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
         rec.append(f"No design tried both keeps the lenses and removes the core shortcut by the gates' standard on these "
                    f"data; among those that keep the lenses the alternatives chapter ranks **{fav_label}** first "
                    f"({fav_sc}). Compare the designs again on the team's data and real lenses before adopting one.")
+    if G.has("03_pools", "protocol_text"):
+        rec.append("Group by LRG in every split, cross-validation fold and bootstrap: the manifest repeats each LRG's "
+                   "host-only image in all its rows, and row-level folds read those copies (pools chapter, protocol "
+                   "traps).")
     rec.append("Run the monitors on every training set and model, with the thresholds in the failure-modes "
                "chapter (`python -m lensnb.gates PATH [--model CHECKPOINT]`).")
     if need_gap:
@@ -379,6 +400,13 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
                     "what it costs": f"{_strip(need_gap)} (E3 − E2), {_strip(need_core)} (core gate)",
                     "what would change it": "a different spread between hosts on your data (rerun the sample-size "
                                             "chapter with `DATA=`)"})
+    if G.has("03_pools", "protocol_unpaired_raw_grouped", "protocol_unpaired_raw_plain"):
+        gr, pl = float(G("03_pools", "protocol_unpaired_raw_grouped")), float(G("03_pools", "protocol_unpaired_raw_plain"))
+        dec.append({"next step": "Group by LRG in every split, cross-validation fold and bootstrap",
+                    "what it costs": "nothing to run: the LRG as the grouping key everywhere",
+                    "what would change it": f"nothing: with rows as the unit, copies of one galaxy sit on both sides of "
+                                            f"a fold (the unpaired core gate reads {pl:.3f} with plain k-fold against "
+                                            f"{gr:.3f} with host-grouped folds; pools chapter, protocol traps)"})
     dec.append({"next step": "Run the monitors on every training set and model",
                 "what it costs": "`python -m lensnb.gates PATH [--model CHECKPOINT]`, no training",
                 "what would change it": "any monitor firing (failure-modes chapter, the register)"})

@@ -105,7 +105,7 @@ def _core_fill(x):
 TRANSFORMS = {"core_fill": _core_fill}  # named image transforms (a name keeps the model cache usable)
 
 
-def _train_cached(x_tr, y_tr, x_va, y_va, *, seed, label, train_kw, cache_parts):
+def train_cached(x_tr, y_tr, x_va, y_va, *, seed, label, train_kw, cache_parts):
     """``train`` once per inputs: the weights, normaliser and history are kept under the results cache. The key is
     the training inputs' digest (``results.array_digest`` of the images and labels), the training code
     (``lensnb/train.py``), the training settings and seed, and ``cache_parts`` (which name the data for the reader):
@@ -171,7 +171,7 @@ def run(meta: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, *, n_hosts: d
     for d in designs:
         tr, va = tables[d]["train"], tables[d]["val"]
         x_tr, x_va = imgs(tr), imgs(va)
-        models[d] = [_train_cached(x_tr, tr["label"].to_numpy(), x_va, va["label"].to_numpy(), seed=s,
+        models[d] = [train_cached(x_tr, tr["label"].to_numpy(), x_va, va["label"].to_numpy(), seed=s,
                                    label=f"{d} seed {s}", train_kw=train_kw,
                                    cache_parts=None if parts is None else {**parts, "design": d})
                      for s in seeds]
@@ -452,7 +452,7 @@ def learning_curve(meta: pd.DataFrame, stamps, ctrls, split: dict, *, design: st
 
     keys = pools.host_key(meta)
     rows_out = []
-    test = pools.build_design(design, meta, split["test"], *_max_per_class(meta, split["test"], design), seed=0)
+    test = pools.build_design(design, meta, split["test"], *pools.design_max_per_class(meta, split["test"], design), seed=0)
     val = pools.build_design(design, meta, split["val"], n_val, n_val, seed=1)
     x_test, x_val = design_images(test, stamps, ctrls), design_images(val, stamps, ctrls)
     for h in host_counts:
@@ -477,13 +477,6 @@ def learning_curve(meta: pd.DataFrame, stamps, ctrls, split: dict, *, design: st
                              "test_auroc": auc, "test_se": se, "seen_auroc": auc_seen,
                              "seen_minus_unseen": auc_seen - auc, "best_epoch": res.best_epoch})
     return pd.DataFrame(rows_out)
-
-
-def _max_per_class(meta, hosts, design):
-    keys = pools.host_key(meta)
-    counts = keys[keys.isin(set(hosts))].value_counts()
-    n = int(counts.sum()) if design == "paired" else int(len(counts) // 2 * counts.min())
-    return n, n
 
 
 def core_auc_vs_brightness(preset: str, mag_offsets, n_hosts: int, per_host: int, seed: int, *,

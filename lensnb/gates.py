@@ -197,7 +197,8 @@ def _gate_threads() -> int:
     return 1 if n <= 4 else n // 2
 
 
-def _classifier(model: str, C: float, seed: int):
+def classifier(model: str, C: float, seed: int):
+    """The gate's classifier: standardised logistic regression ("lr") or gradient-boosted trees ("gbt")."""
     if model == "lr":
         return make_pipeline(StandardScaler(), NewtonLogistic(C=C))
     if model == "gbt":
@@ -222,7 +223,7 @@ def grouped_cv_scores(X, y, groups, n_folds: int = 5, C: float = 1.0, model: str
     for fit, test in GroupKFold(n_splits=n_folds).split(X, y, folds):
         if len(np.unique(y[fit])) < 2:
             raise ValueError("a training fold holds only one class; shuffle or rebalance the input")
-        clf = _classifier(model, C, seed)
+        clf = classifier(model, C, seed)
         with threadpool_limits(limits=_gate_threads(), user_api="openmp"):
             clf.fit(X[fit], y[fit])
             scores[test] = clf.decision_function(X[test])

@@ -266,3 +266,76 @@ def within_across_auroc(y, score, groups) -> tuple[float, float]:
     within = wins_w / pairs_w if pairs_w else float("nan")
     across = (total - wins_w) / (M * N - pairs_w) if M * N > pairs_w else float("nan")
     return float(within), float(across)
+
+
+# --------------------------------------------------------------------------- metrics at a working point
+def host_draws(groups, n_boot: int, seed: int):
+    """Row indices of ``n_boot`` host-bootstrap samples: each draw takes len(hosts) hosts with replacement and all
+    rows of each drawn host (a host drawn m times contributes its rows m times)."""
+    hosts, inv = np.unique(np.asarray(groups), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(inv == h) for h in range(len(hosts))]
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(hosts), len(hosts))
+        yield np.concatenate([members[h] for h in pick])
+
+
+def percentile_interval(full: np.ndarray, boot: list, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean of ``full``, percentile interval of the bootstrap values ``boot`` at ``level``); NaN bounds without draws."""
+    a = (1 - level) / 2
+    if not boot:
+        return float(full.mean()), float("nan"), float("nan")
+    lo, hi = np.quantile(boot, [a, 1 - a])
+    return float(full.mean()), float(lo), float(hi)
+
+
+def resolvable_fpr(n_negatives: int, fpr: float, min_false: int = 5) -> bool:
+    """A false-positive rate is measurable when at least ``min_false`` distinct negatives are expected above the
+    threshold (n x fpr >= min_false)."""
+    return n_negatives * fpr >= min_false
+
+
+def tpr_point(y, S, fpr: float, sub) -> float:
+    """TPR of the positives in ``sub`` at the threshold giving ``fpr`` on all negatives, per training seed
+    (``S`` (n_seeds, n)), averaged over seeds; NaN without negatives or counted positives."""
+    neg, pos = y == 0, (y == 1) & sub
+    if not neg.any() or not pos.any():
+        return np.nan
+    thr = np.quantile(S[:, neg], 1 - fpr, axis=1, method="higher")
+    return float(np.mean((S[:, pos] > thr[:, None]).mean(axis=1)))
+
+
+def tpr_at_fpr(y, scores, groups, fpr: float, *, n_boot: int = 200, seed: int = 0, level: float = 0.95,
+               subset=None) -> tuple[float, float, float]:
+    """TPR at the threshold that gives ``fpr`` on the negatives (per training seed; ``scores`` (n_seeds, n)),
+    averaged over seeds, with a host-bootstrap interval (hosts resampled, the threshold re-chosen in each draw).
+    ``subset`` (bool mask) restricts the positives counted (e.g. one theta_E bin); the threshold always comes
+    from all negatives."""
+    y = np.asarray(y)
+    S = np.atleast_2d(np.asarray(scores, float))
+    sub = np.ones(len(y), bool) if subset is None else np.asarray(subset, bool)
+
+    def stat(idx):
+        return tpr_point(y[idx], S[:, idx], fpr, sub[idx])
+
+    full = np.array([stat(np.arange(len(y)))])
+    boot = [v for v in (stat(i) for i in host_draws(groups, n_boot, seed)) if np.isfinite(v)]
+    return percentile_interval(full, boot, level)
+
+
+def fpr_at_tpr(y, scores, neg_scores, neg_groups, tpr: float = 0.5, *, n_boot: int = 200, seed: int = 0,
+               level: float = 0.95) -> tuple[float, float, float]:
+    """The share of the negatives ``neg_scores`` (n_seeds, m) above the threshold that keeps ``tpr`` of the
+    positives of (``y``, ``scores``), averaged over seeds; the interval resamples the negatives' hosts (the
+    threshold is held at its full-sample value)."""
+    y = np.asarray(y)
+    S = np.atleast_2d(np.asarray(scores, float))
+    N = np.atleast_2d(np.asarray(neg_scores, float))
+    thr = np.quantile(S[:, y == 1], 1 - tpr, axis=1)
+
+    def stat(idx):
+        return float(np.mean((N[:, idx] > thr[:, None]).mean(axis=1)))
+
+    full = np.array([stat(np.arange(N.shape[1]))])
+    boot = [stat(i) for i in host_draws(neg_groups, n_boot, seed)]
+    return percentile_interval(full, boot, level)

@@ -241,6 +241,16 @@ def max_per_class(meta: pd.DataFrame, hosts) -> int:
     return int(counts[: len(counts) // 2].sum())
 
 
+def design_max_per_class(meta: pd.DataFrame, hosts, design: str) -> tuple[int, int]:
+    """(positives, negatives) that one design can draw from ``hosts`` without reusing a row: every row for paired
+    (each row gives its stamp and its control), half the hosts times the fewest rows of a host for the unpaired
+    designs (disjoint pools of half the hosts each)."""
+    keys = host_key(meta)
+    counts = keys[keys.isin(set(hosts))].value_counts()
+    n = int(counts.sum()) if design == "paired" else int(len(counts) // 2 * counts.min())
+    return n, n
+
+
 @dataclass
 class SizePlan:
     n_hosts: dict

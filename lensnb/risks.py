@@ -13,10 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import gates
-from .alternatives import _host_draws
-from .alternatives import _interval as _alt_interval
-from .alternatives import tpr_point
-from .metrics import auroc, fast_auroc, monitor_verdict  # noqa: F401  (risks.monitor_verdict: the register's reading)
+from .metrics import auroc, fast_auroc, host_draws, monitor_verdict, percentile_interval, tpr_point  # noqa: F401
 
 
 def thresholds_in(text: str) -> list[float]:
@@ -54,7 +51,7 @@ def to_decide(verdict: str, value: float, lo: float, hi: float, threshold_text: 
 
 def _interval(full: float, boot, level: float = 0.95) -> tuple[float, float, float]:
     """``alternatives._interval`` for a scalar estimate, with non-finite bootstrap draws dropped."""
-    return _alt_interval(np.array([full]), [b for b in boot if np.isfinite(b)], level)
+    return percentile_interval(np.array([full]), [b for b in boot if np.isfinite(b)], level)
 
 
 def tpr_change(y, S_a, S_b, groups, fpr: float, *, sub_a=None, sub_b=None, n_boot: int = 300, seed: int = 0,
@@ -78,7 +75,7 @@ def tpr_change(y, S_a, S_b, groups, fpr: float, *, sub_a=None, sub_b=None, n_boo
         return b - a
 
     full = stat(np.arange(len(y)))
-    return _interval(full, (stat(i) for i in _host_draws(groups, n_boot, seed)), level)
+    return _interval(full, (stat(i) for i in host_draws(groups, n_boot, seed)), level)
 
 
 def auroc_change(y, S_a, S_b, groups, *, n_boot: int = 300, seed: int = 0) -> tuple[float, float, float]:
@@ -137,7 +134,7 @@ def in_sample_optimism(X, y, groups, *, n_boot: int = 300, seed: int = 0) -> dic
     with host-grouped folds: the AUROCs and their difference (the optimism) with a host-bootstrap interval of
     the difference (scores held fixed)."""
     X, y = np.asarray(X, float), np.asarray(y)
-    clf = gates._classifier("lr", 1.0, seed)
+    clf = gates.classifier("lr", 1.0, seed)
     s_in = clf.fit(X, y).decision_function(X)
     s_cv = gates.grouped_cv_scores(X, y, groups, seed=seed)
     return _two_scores(y, s_in, s_cv, groups, n_boot, seed, ("fitted and scored on the same rows", "host-grouped CV"))
@@ -151,7 +148,7 @@ def ungrouped_cv_optimism(X, y, groups, *, n_folds: int = 5, n_boot: int = 300, 
     X, y = np.asarray(X, float), np.asarray(y)
     s_un = np.empty(len(y))
     for fit, test in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(X, y):
-        clf = gates._classifier("lr", 1.0, seed)
+        clf = gates.classifier("lr", 1.0, seed)
         clf.fit(X[fit], y[fit])
         s_un[test] = clf.decision_function(X[test])
     s_cv = gates.grouped_cv_scores(X, y, groups, n_folds=n_folds, seed=seed)
@@ -167,7 +164,7 @@ def _two_scores(y, s_naive, s_right, groups, n_boot, seed, names):
             return np.nan
         return float(fast_auroc(yi, s_naive[i][None])[0] - fast_auroc(yi, s_right[i][None])[0])
 
-    d, lo, hi = _interval(a_naive - a_right, (stat(i) for i in _host_draws(groups, n_boot, seed)))
+    d, lo, hi = _interval(a_naive - a_right, (stat(i) for i in host_draws(groups, n_boot, seed)))
     return {names[0]: a_naive, names[1]: a_right, "optimism": d, "ci_low": lo, "ci_high": hi}
 
 

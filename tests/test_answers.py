@@ -140,3 +140,13 @@ def test_the_decision_table_follows_the_numbers():
            "proposal on your data" in steps  # never "train it instead" when its gates find the shortcut
     g["08_alternatives"]["alt_favoured_shortcut"] = "removes the core shortcut"
     assert "Train unpaired, raw + residual instead" in [r["next step"] for r in answers.compose(g)["decisions"]]
+
+
+def test_evidence_reads_one_sentence_per_line_and_never_splits_a_number():
+    text = ("The unpaired core gate reads 0.851 (0.824–0.878) with host-grouped folds. With plain k-fold it reads "
+            "0.997; Paired designs read 0.889. E3 − E2 is bounded by 0.012, e.g. The bound.")
+    lines = answers.as_lines(text).splitlines()
+    assert lines == ["- The unpaired core gate reads 0.851 (0.824–0.878) with host-grouped folds.",
+                     "- With plain k-fold it reads 0.997.", "- Paired designs read 0.889.",
+                     "- E3 − E2 is bounded by 0.012, e.g. The bound."]
+    assert answers.as_lines("") == "" and answers.as_lines("One line without a stop") == "- One line without a stop."

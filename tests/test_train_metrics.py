@@ -158,23 +158,23 @@ def test_a_cached_model_is_keyed_by_its_training_inputs(tmp_path, monkeypatch):
     """The same images and labels reuse the cached model whatever else the caller's key says; one changed pixel
     trains a new one."""
     from lensnb import config, results
-    from lensnb.experiment import _train_cached
+    from lensnb.experiment import train_cached
 
     monkeypatch.setattr(config, "PROCESSED_DIR", tmp_path)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 3, 64, 64)).astype(np.float32)
     y = np.r_[np.ones(8), np.zeros(8)].astype(int)
     kw = {"epochs": 1, "patience": 1, "width": 4, "batch": 8}
-    a = _train_cached(x, y, x[4:12], y[4:12], seed=0, label="m", train_kw=kw, cache_parts={"data": "d"})
+    a = train_cached(x, y, x[4:12], y[4:12], seed=0, label="m", train_kw=kw, cache_parts={"data": "d"})
     models = sorted(results.cache_dir().glob("model_*.pt"))
     assert len(models) == 1
-    b = _train_cached(x, y, x[4:12], y[4:12], seed=0, label="m", train_kw=kw, cache_parts={"data": "d"})
+    b = train_cached(x, y, x[4:12], y[4:12], seed=0, label="m", train_kw=kw, cache_parts={"data": "d"})
     assert sorted(results.cache_dir().glob("model_*.pt")) == models  # loaded, not retrained
     for k, v in a.model.state_dict().items():
         assert np.array_equal(v.numpy(), b.model.state_dict()[k].numpy())
     x2 = x.copy()
     x2[3, 1, 10, 10] += 1.0
-    _train_cached(x2, y, x2[4:12], y[4:12], seed=0, label="m", train_kw=kw, cache_parts={"data": "d"})
+    train_cached(x2, y, x2[4:12], y[4:12], seed=0, label="m", train_kw=kw, cache_parts={"data": "d"})
     assert len(list(results.cache_dir().glob("model_*.pt"))) == 2
     assert results.array_digest(x, y) != results.array_digest(x2, y) and results.array_digest(x, y) == results.array_digest(x.copy(), y)
 
