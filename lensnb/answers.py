@@ -295,8 +295,14 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
               f"None of {int(n_r)} measured risks fires on these data.")
     else:
         v6 = "Not measured."
+    real_ev = ""
+    if G.has("09_failure_modes", "fm_real_finders", "fm_n_real_recall"):
+        real_ev = (f"The Legacy Surveys finders of the literature table train on real lenses and real non-lenses "
+                   f"({_strip(G('09_failure_modes', 'fm_real_finders'))}); the real-lens check that would catch a "
+                   f"sim-to-real gap needs about {int(G('09_failure_modes', 'fm_n_real_recall'))} real lenses.")
     q["Q6"] = {"question": "What could go wrong?", "verdict": v6,
-               "evidence": f"{G('09_failure_modes', 'fm_n_undecidable', 0)} more are undecidable at this size.",
+               "evidence": _sentences(f"{G('09_failure_modes', 'fm_n_undecidable', 0)} more are undecidable at this "
+                                      f"size", real_ev),
                "confidence": "per risk, in the register", "where": "failure-modes chapter, the register"}
     # ---- Q7: literature
     nd = G("07_literature", "n_host_disjoint")
@@ -411,8 +417,13 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
                 "what it costs": "`python -m lensnb.gates PATH [--model CHECKPOINT]`, no training",
                 "what would change it": "any monitor firing (failure-modes chapter, the register)"})
     if G.has("09_failure_modes", "fm_probe_threshold", "fm_tpr_margin_pct"):
+        cost = "real lens candidates and non-lenses from the survey"
+        if G.has("09_failure_modes", "fm_n_real_recall", "fm_n_real_nonlens"):
+            cost = (f"about {int(G('09_failure_modes', 'fm_n_real_recall'))} real lenses (recall within ±0.10) and "
+                    f"{int(G('09_failure_modes', 'fm_n_real_nonlens'))} real non-lenses (the operating threshold); "
+                    "public candidate lists in the failure-modes chapter")
         dec.append({"next step": "Check the injections against real lenses (`DATA_REAL=`)",
-                    "what it costs": "real lens candidates and non-lenses from the survey",
+                    "what it costs": cost,
                     "what would change it": (f"the realism probe above {float(G('09_failure_modes', 'fm_probe_threshold')):.2f}"
                                              f" or recall on real lenses more than "
                                              f"{float(G('09_failure_modes', 'fm_tpr_margin_pct')):.0f}% below the "

@@ -796,3 +796,20 @@ def chapter_values(cdf: pd.DataFrame) -> dict[str, object]:
     for key, cite in zip(cdf["key"], cdf["cite"]):
         v[f"cite_{key}"] = cite
     return v
+
+
+def public_sets(df: pd.DataFrame) -> pd.DataFrame:
+    """Where a team can find real lenses and real non-lenses for the real-lens check, from the table's own rows
+    (``annotate``d): the candidate lists of the finders that trained on real lenses in the same imaging (DECam-
+    family surveys: the DESI Legacy Surveys searches), and the false-positive samples papers released for future
+    training. Columns: kind, source (citation), survey, what the row says (its metric or hard-negative text)."""
+    rows = []
+    real = df[(df["positives_kind"] == "real lenses") & df["decam"]]
+    for _, r in real.iterrows():
+        rows.append({"kind": "real lens candidates (same imaging)", "source": r["citation"], "survey": r["survey"],
+                     "what the source reports": r["metric"]})
+    fp = df[df["hard_negatives_kind"] == "released for future training"]
+    for _, r in fp.iterrows():
+        rows.append({"kind": "released false positives (hard non-lenses)", "source": r["citation"], "survey": r["survey"],
+                     "what the source reports": r["hard_negatives"]})
+    return pd.DataFrame(rows, columns=["kind", "source", "survey", "what the source reports"])

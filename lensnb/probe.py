@@ -101,3 +101,105 @@ def recall_on_real(real_scores: np.ndarray, threshold: float) -> tuple[float, fl
     k = int((s > threshold).sum())
     lo, hi = wilson_interval(k, len(s))
     return (k / len(s) if len(s) else float("nan")), lo, hi
+
+
+# --------------------------------------------------------------------------- how many real lenses decide the check
+def lenses_for_recall(recall: float, half_width: float = 0.1, z: float = 1.959964, n_max: int = 100_000) -> int:
+    """The fewest real lenses whose recall, measured at ``recall`` (the share found), has a Wilson interval
+    (``wilson_interval``, the interval ``recall_on_real`` reports) no wider than ±``half_width``."""
+    if not 0 <= recall <= 1 or half_width <= 0:
+        raise ValueError(f"lenses_for_recall needs 0 <= recall <= 1 and half_width > 0; got {recall}, {half_width}")
+    for n in range(1, n_max + 1):
+        lo, hi = wilson_interval(int(round(recall * n)), n, z)
+        if (hi - lo) / 2 <= half_width:
+            return n
+    raise ValueError(f"more than {n_max} lenses would be needed")
+
+
+def auroc_se(auc: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of an AUROC from ``n_pos`` and ``n_neg`` independent images (Hanley & McNeil 1982: the
+    exponential approximation Q1 = A / (2 - A), Q2 = 2A^2 / (1 + A)). Host clustering and cross-validation add to it,
+    so sizes derived from it are lower bounds."""
+    a = float(auc)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return float(np.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)))
+
+
+def probe_sizes(auc: float, threshold: float, *, ratio: float = 1.0, z: float = 1.959964, n_max: int = 1_000_000) -> int:
+    """The fewest real images (with ``ratio`` times as many simulated ones) for which a realism probe reading
+    ``auc`` has a 95% interval wholly on one side of ``threshold`` (``auroc_se``: a lower bound), i.e. the probe
+    is decided: quiet below the threshold, firing above it. Raises where ``auc`` equals the threshold."""
+    if auc == threshold:
+        raise ValueError("an AUROC at the threshold is never decided")
+    lo, hi = 2, 2
+    while hi <= n_max and z * auroc_se(auc, hi, max(2, int(round(ratio * hi)))) >= abs(auc - threshold):
+        lo, hi = hi, hi * 2
+    if hi > n_max:
+        raise ValueError(f"more than {n_max} real images would be needed")
+    while lo < hi:  # the smallest n that decides (se falls with n)
+        mid = (lo + hi) // 2
+        if z * auroc_se(auc, mid, max(2, int(round(ratio * mid)))) < abs(auc - threshold):
+            hi = mid
+        else:
+            lo = mid + 1
+    return int(hi)
+
+
+# --------------------------------------------------------------------------- planted gaps the probe must catch
+def planted_gap_demos(stamps: np.ndarray, ctrls: np.ndarray, hosts, host_mag=None, variants: dict | None = None, *,
+                      brighter_mag: float = 1.5, threshold: float = 0.65, n_boot: int = 300,
+                      seed: int = 0) -> "pd.DataFrame":
+    """The realism probe on gaps planted between two halves of one simulated lens sample, so a reader sees what it
+    catches and what it must not be fooled by. A DEMONSTRATION, never evidence about real data.
+
+    The lenses (``stamps`` with their host-only ``ctrls``, (N, 3, 64, 64) [nanomaggies], one row per lens; ``hosts``
+    their host keys, ``host_mag`` their hosts' r magnitudes, by default measured on the controls: the r flux within
+    16 px) are split by host into halves A ("simulated") and B
+    ("real"). The probe (``domain_probe`` on ``binned_pixels``) reads A against B:
+    - no gap (must stay quiet);
+    - B's arcs ``brighter_mag`` mag brighter (the arc, stamp - ctrl, scaled by 10^(0.4 x brighter_mag));
+    - each of ``variants`` ({name: (stamps, ctrls)} of the same lenses re-simulated, e.g. clumpy sources or a
+      broader PSF) in place of B's lenses;
+    - a host-population difference alone: A's lenses on the brighter half of the hosts, B's on the fainter half
+      (must stay quiet), read on raw stamps too, where the hosts differ and the probe is fooled.
+    Every probe except the last two reads host-subtracted images (stamp - ctrl), so it measures the lenses; the host-
+    only case is also read on the azimuthal residual (``preprocess.azimuthal_residual``: no control needed, as for a
+    real lens) and on raw stamps, where the hosts differ and a probe that must not fire does.
+    Returns: planted gap, input, expected, auroc, ci_low, ci_high, verdict (against ``threshold``), as expected."""
+    import pandas as pd
+
+    stamps, ctrls = np.asarray(stamps, np.float32), np.asarray(ctrls, np.float32)
+    hosts = np.asarray(hosts)
+    if host_mag is None:
+        from .gates import flux_colour_features
+
+        host_mag = 22.5 - 2.5 * np.log10(np.clip(flux_colour_features(ctrls)[:, 1], 1e-6, None))
+    host_mag = np.asarray(host_mag, float)
+    arcs = stamps - ctrls
+    uniq = np.unique(hosts)
+    rng = np.random.default_rng(seed)
+    in_b = np.isin(hosts, rng.permutation(uniq)[: len(uniq) // 2])
+    a, b = ~in_b, in_b
+    scale = 10 ** (0.4 * brighter_mag)
+    bright_hosts = host_mag < np.median(host_mag)
+    cases = [("none (two halves of one sample)", "host-subtracted", "quiet", arcs[a], arcs[b], a, b),
+             (f"arcs {brighter_mag:g} mag brighter", "host-subtracted", "fires", arcs[a], scale * arcs[b], a, b)]
+    for name, (vs, vc) in (variants or {}).items():
+        va = np.asarray(vs, np.float32) - np.asarray(vc, np.float32)
+        cases.append((name, "host-subtracted", "fires", arcs[a], va[b], a, b))
+    from .preprocess import azimuthal_residual
+
+    res = azimuthal_residual(stamps)  # no control needed: what a real lens allows
+    hb, hf = bright_hosts, ~bright_hosts
+    cases += [("hosts only: brighter vs fainter hosts", "host-subtracted", "quiet", arcs[hb], arcs[hf], hb, hf),
+              ("hosts only: brighter vs fainter hosts", "azimuthal residual", "quiet", res[hb], res[hf], hb, hf),
+              ("hosts only: brighter vs fainter hosts", "raw stamps",
+               "fires (the hosts differ: why the probe must not read raw stamps)", stamps[hb], stamps[hf], hb, hf)]
+    rows = []
+    for name, inp, expected, xa, xb, ma, mb in cases:
+        r = domain_probe(binned_pixels(xa), binned_pixels(xb), hosts[ma], hosts[mb], features=inp, n_boot=n_boot,
+                         seed=seed)
+        v = "fires" if r.ci_low > threshold else ("quiet" if r.ci_high < threshold else "undecidable")
+        rows.append({"planted gap": name, "input": inp, "expected": expected, "auroc": r.auroc, "ci_low": r.ci_low,
+                     "ci_high": r.ci_high, "verdict": v, "as expected": "yes" if expected.startswith(v) else "no"})
+    return pd.DataFrame(rows)

@@ -394,3 +394,15 @@ def test_parameters_box_lists_every_effective_parameter_with_its_origin(tmp_path
     assert "- `n_hosts` = `150` *(default)*" in text       # not set by the profile: the notebook's own value
     assert "- `epochs` = `5` *(override)*" in text
     assert text.index("- `seed`") < text.index("- `n_hosts`") < text.index("- `epochs`")  # declaration order
+
+
+def test_public_sets_come_from_the_table_rows_that_say_so():
+    from lensnb import literature
+
+    d = literature.annotate(literature.load_designs())
+    t = literature.public_sets(d)
+    real = t[t.kind.str.startswith("real lens")]
+    assert len(real) == int(((d.positives_kind == "real lenses") & d.decam).sum()) > 0
+    fp = t[t.kind.str.startswith("released")]
+    assert len(fp) == int((d.hard_negatives_kind == "released for future training").sum())
+    assert set(t["source"]) <= set(d["citation"])  # nothing but the table's own citations

@@ -46,3 +46,45 @@ def test_penultimate_features_shape():
     m = SmallResNet(8)
     f = probe.penultimate_features(m, Normaliser(), np.zeros((5, 3, 64, 64), np.float32), device="cpu")
     assert f.shape == (5, 32)
+
+
+def test_real_lens_check_sizes_follow_the_intervals_they_promise():
+    """The lens count for recall within ±0.1 gives a Wilson interval that narrow and one lens fewer does not; the
+    probe size decides a probe at its reading and one image fewer does not; a reading nearer the threshold needs
+    more."""
+    from lensnb import probe
+
+    for r in (0.5, 0.8, 0.95):
+        n = probe.lenses_for_recall(r, 0.1)
+        lo, hi = probe.wilson_interval(int(round(r * n)), n)
+        assert (hi - lo) / 2 <= 0.1
+        lo, hi = probe.wilson_interval(int(round(r * (n - 1))), n - 1)
+        assert (hi - lo) / 2 > 0.1
+    n = probe.probe_sizes(0.5, 0.65)
+    assert 1.96 * probe.auroc_se(0.5, n, n) < 0.15 <= 1.96 * probe.auroc_se(0.5, n - 1, n - 1)
+    assert probe.probe_sizes(0.6, 0.65) > probe.probe_sizes(0.5, 0.65)
+    assert probe.probe_sizes(0.5, 0.65, ratio=10) < probe.probe_sizes(0.5, 0.65)
+    with pytest.raises(ValueError):
+        probe.probe_sizes(0.65, 0.65)
+
+
+def test_planted_gap_demos_catch_brighter_arcs_and_ignore_the_hosts():
+    """Two halves of one planted sample: no gap reads quiet, arcs 1.5 mag brighter fire, a host-brightness split reads
+    quiet on host-subtracted images and fires on raw stamps."""
+    from lensnb import probe
+    from lensnb.config import RADIUS_PX
+
+    rng = np.random.default_rng(0)
+    n = 240
+    hosts = np.arange(n) // 2
+    host_amp = np.exp(rng.normal(0, 0.6, n // 2))[hosts]
+    host = np.exp(-RADIUS_PX / 4.0)[None, None] * host_amp[:, None, None, None] * np.ones((1, 3, 1, 1))
+    arc = np.exp(-0.5 * ((RADIUS_PX - 8) / 1.2) ** 2)[None, None] * rng.uniform(0.2, 0.4, (n, 1, 1, 1))
+    noise = rng.normal(0, 0.05, (n, 3, 64, 64))
+    ctrls = (host + noise).astype(np.float32)
+    stamps = (host + arc + noise).astype(np.float32)
+    t = probe.planted_gap_demos(stamps, ctrls, hosts, n_boot=100, seed=0).set_index(["planted gap", "input"])
+    assert t.loc[("none (two halves of one sample)", "host-subtracted"), "verdict"] != "fires"
+    assert t.loc[("arcs 1.5 mag brighter", "host-subtracted"), "verdict"] == "fires"
+    assert t.loc[("hosts only: brighter vs fainter hosts", "host-subtracted"), "verdict"] != "fires"
+    assert t.loc[("hosts only: brighter vs fainter hosts", "raw stamps"), "verdict"] == "fires"
