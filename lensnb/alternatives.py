@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import gates, pools, preprocess
 from .config import STAMP_SIZE
+from .metrics import fpr_at_tpr, resolvable_fpr, tpr_at_fpr, tpr_point  # noqa: F401  (alt.tpr_at_fpr in the chapters)
 
 INPUTS = ("raw", "residual", "raw+residual", "core_masked")
 TREATMENTS = ("plain", "core_dropout", "hard_negatives")
@@ -218,10 +219,6 @@ def write_real_manifest(path, images: np.ndarray, labels, ra=None, dec=None) -> 
     with AtomicParquetWriter(path, schema) as w:
         w.write(frame)
     return Path(path)
-
-
-from .metrics import (fpr_at_tpr, resolvable_fpr, tpr_at_fpr,  # noqa: E402,F401  (alt.tpr_at_fpr in the chapters)
-                      tpr_point)
 
 
 def shortcut_verdict(verdicts) -> str:
@@ -660,19 +657,19 @@ def training_images(cand: Candidate, tables: dict, data: dict, seed: int, *, dro
     return out
 
 
-def memorisation(cand: Candidate, models, data: dict, split: dict, n_per_class: dict, prim: TestSet, bins, *,
+def memorisation(cand: Candidate, models, data: dict, tables: dict | None, prim: TestSet, bins, *,
                  seed: int, n_boot: int, primary_scores=None) -> pd.DataFrame:
     """Host memorisation of a candidate's models (``experiment.memorisation_by_bin``): new injections into its
     training hosts (``experiment.seen_host_table``, as many of each class as the primary test set's smaller class)
     against the primary test set's unseen hosts, on all lenses and per θ_E/FWHM bin (``bins`` of the primary test
-    set). Empty where the candidate did not train or its training hosts have no unused rows left."""
+    set); ``tables`` are the candidate's train/val sample tables (``run``'s ``tables``). Empty where the candidate did
+    not train or its training hosts have no unused rows left."""
     from .experiment import design_images, memorisation_by_bin, seen_host_table
     from .train import predict
 
-    if not models or cand.design == "real":
+    if not models or not tables or cand.design == "real":
         return pd.DataFrame()
     meta = data["meta"]
-    tables = _candidate_tables(cand, meta, split, n_per_class, seed)
     n_seen = int(min((prim.y == 1).sum(), (prim.y == 0).sum()))
     try:
         seen_t = seen_host_table(tables["train"], meta, n_seen, seed)
@@ -785,18 +782,17 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
             scores[(cand.name, f"primary, {k} hidden")] = np.stack(
                 [predict(m.model, m.normaliser, candidate_input(cand.input, xh)) for m in models])
         # the data-level core gates on the candidate's own training input
+        tb = _training_bins(cand, tables["train"], data, y_tr)
         for gname, feats, model in (("core LR", gates.core_features, "lr"),
                                     ("nonlinear core", gates.core_nonlinear_features, "gbt"),
                                     ("radial-profile LR", gates.radial_profile_features, "lr")):
-            r = gates.cached_feature_gate(gname, feats(xi_tr), y_tr, g_tr, gate_threshold, n_boot=n_boot, seed=seed,
-                                          model=model)
+            X = feats(xi_tr)
+            r = gates.cached_feature_gate(gname, X, y_tr, g_tr, gate_threshold, n_boot=n_boot, seed=seed, model=model)
             gate_rows.append({"candidate": cand.name, "gate": gname, "auroc": r.statistic, "ci_low": r.ci_low,
                               "ci_high": r.ci_high, "verdict": r.verdict, "kind": r.kind})
-            tb = _training_bins(cand, tables["train"], data, y_tr)
             if gname != "radial-profile LR" and tb is not None:
-                gate_bin_rows.append(gates.gate_by_bin(gname, feats(xi_tr), y_tr, g_tr, tb, gate_threshold,
-                                                       n_boot=n_boot, seed=seed, model=model)
-                                     .assign(candidate=cand.name))
+                gate_bin_rows.append(gates.gate_by_bin(gname, X, y_tr, g_tr, tb, gate_threshold, n_boot=n_boot,
+                                                       seed=seed, model=model).assign(candidate=cand.name))
         timing[cand.name] = {"train_s": t1 - t0, "judge_s": time.perf_counter() - t1,
                              "images_per_s": float(np.mean([m.images_per_s for m in models]))}
     done = [c for c in cands if (c.name, "primary") in scores]
@@ -876,8 +872,8 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
             rel_rows.append(reliance_by_bin(sc, prim.table, bins, fit_hosts=None, relative=reliance_relative,
                                             n_boot=n_boot, seed=seed).assign(candidate=c.name))
     summ = pd.DataFrame(summary)
-    memo = memorisation(CANDIDATES[BASELINE], trained.get(BASELINE), data, split, n_per_class, prim, bins, seed=seed,
-                        n_boot=n_boot, primary_scores=scores.get((BASELINE, "primary")))
+    memo = memorisation(CANDIDATES[BASELINE], trained.get(BASELINE), data, train_tables.get(BASELINE), prim, bins,
+                        seed=seed, n_boot=n_boot, primary_scores=scores.get((BASELINE, "primary")))
     return {"split": split, "tables": train_tables, "memorisation": memo, "scores": scores, "results": res, "summary": summ, "ranked": rank(summ, f"tpr_{fprs[0]:g}"
             if summ[f"tpr_{fprs[0]:g}"].notna().any() else "auroc", margin=loss_margin),
             "gates": gate_df, "gate_bins": pd.concat(gate_bin_rows, ignore_index=True) if gate_bin_rows else pd.DataFrame(),

@@ -20,7 +20,7 @@ import torch
 from .config import STAMP_SIZE
 from .gates import grouped_cv_scores
 from .lensing import default_device
-from .metrics import cluster_bootstrap_ci
+from .metrics import cluster_bootstrap_ci, monitor_verdict
 
 
 @dataclass
@@ -199,7 +199,7 @@ def planted_gap_demos(stamps: np.ndarray, ctrls: np.ndarray, hosts, host_mag=Non
     for name, inp, expected, xa, xb, ma, mb in cases:
         r = domain_probe(binned_pixels(xa), binned_pixels(xb), hosts[ma], hosts[mb], features=inp, n_boot=n_boot,
                          seed=seed)
-        v = "fires" if r.ci_low > threshold else ("quiet" if r.ci_high < threshold else "undecidable")
+        v = monitor_verdict(r.ci_low, r.ci_high, threshold)
         rows.append({"planted gap": name, "input": inp, "expected": expected, "auroc": r.auroc, "ci_low": r.ci_low,
                      "ci_high": r.ci_high, "verdict": v, "as expected": "yes" if expected.startswith(v) else "no"})
     return pd.DataFrame(rows)

@@ -50,7 +50,7 @@ def to_decide(verdict: str, value: float, lo: float, hi: float, threshold_text: 
 
 
 def _interval(full: float, boot, level: float = 0.95) -> tuple[float, float, float]:
-    """``alternatives._interval`` for a scalar estimate, with non-finite bootstrap draws dropped."""
+    """``metrics.percentile_interval`` for a scalar estimate, with non-finite bootstrap draws dropped."""
     return percentile_interval(np.array([full]), [b for b in boot if np.isfinite(b)], level)
 
 
