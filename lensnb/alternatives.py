@@ -300,6 +300,52 @@ def differences_by_lens(out: dict, tests: dict, *, n_boot: int, seed: int, margi
     return pd.DataFrame(rows)
 
 
+def completeness_change(out: dict, tests: dict, ref: tuple[str, str], new: tuple[str, str], *, fpr: float,
+                        n_boot: int, seed: int, min_positives: int = 10) -> pd.DataFrame:
+    """What arc brightness costs a finder at its working point: the completeness (TPR at ``fpr`` on the test
+    set's non-lenses) of two (candidate, test set) pairs of ``run``'s scores that share rows and hosts, on all
+    test lenses and per θ_E/FWHM bin of each set's own lenses, and the change new − ref (joint host bootstrap,
+    thresholds re-chosen in each draw, training seeds averaged; 95%). Used two ways: the simulator's model trained
+    on too-bright arcs against the one trained at the detectable brightness, both on detectable lenses; and on
+    the team's data, their model on detectable arcs injected into their own test hosts against the same model on
+    their own arcs. Columns: lenses, positives (ref, new), completeness and change with intervals, reading
+    ("lower", "higher", "no difference shown"). A side with fewer than ``min_positives`` lenses in a bin gets no
+    completeness there, and the bin no change."""
+    from .experiment import theta_bins
+    from .metrics import tpr_change_at_fpr
+
+    (ca, ta), (cb, tb) = ref, new
+    A, B = tests[ta], tests[tb]
+    if not (np.array_equal(A.y, B.y) and np.array_equal(A.hosts, B.hosts)):
+        raise ValueError(f"completeness_change: test sets {ta!r} and {tb!r} do not share rows and hosts")
+    Sa, Sb = out["scores"][(ca, ta)], out["scores"][(cb, tb)]
+    y, g = A.y, A.hosts
+    ba = theta_bins(A.table["theta_e_arcsec"], A.table["psf_fwhm_used_r"])
+    bb = theta_bins(B.table["theta_e_arcsec"], B.table["psf_fwhm_used_r"])
+    levels = [("all test lenses", np.ones(len(y), bool), np.ones(len(y), bool))]
+    levels += [(lv, np.asarray(ba == lv), np.asarray(bb == lv)) for lv in ba.categories]
+    rows = []
+    for lv, sa, sb in levels:
+        na, nb = int((sa & (y == 1)).sum()), int((sb & (y == 1)).sum())
+        if lv != "all test lenses" and na == 0 and nb == 0:
+            continue
+        row = {"lenses": lv, "positives, ref": na, "positives, new": nb}
+        for key, S, sub, n in (("ref", Sa, sa, na), ("new", Sb, sb, nb)):
+            if n >= min_positives:
+                e, lo, hi = tpr_at_fpr(y, S, g, fpr, n_boot=n_boot, seed=seed, subset=sub)
+            else:
+                e = lo = hi = np.nan
+            row.update({f"completeness, {key}": e, f"{key}_low": lo, f"{key}_high": hi})
+        if min(na, nb) >= min_positives:
+            e, lo, hi = tpr_change_at_fpr(y, Sa, Sb, g, fpr, subset_a=sa, subset_b=sb, n_boot=n_boot, seed=seed)
+            reading = "higher" if lo > 0 else "lower" if hi < 0 else "no difference shown"
+        else:
+            e, lo, hi, reading = np.nan, np.nan, np.nan, f"fewer than {min_positives} lenses"
+        row.update(change=e, change_low=lo, change_high=hi, reading=reading)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 RESIDUAL_STEPS = ("paired_raw", "paired_residual", "unpaired_raw", "unpaired_residual", "unpaired_raw_residual")
 
 
@@ -569,15 +615,49 @@ def variant_test_set(name: str, primary: TestSet, n_hosts: int, seed: int, overr
     return TestSet(name, _images(t, s, c), t, c[t["row"].to_numpy()])
 
 
-def test_sets(n_hosts: int, seed: int, *, preset: str = "physical", data_test=None) -> dict[str, TestSet]:
+INJECT_PRESET = "detectable"  # whose arcs go into the team's own test controls (the sourced detectable population)
+
+
+def injected_test_set(primary: TestSet, meta: pd.DataFrame, ctrls: np.ndarray, seed: int, *,
+                      preset: str = INJECT_PRESET, device=None) -> TestSet:
+    """The primary test set of the team's data with every lens replaced by a ``preset`` arc injected
+    (``lensnb.inject``) into the same host's own control cutout: the same rows, hosts and labels, the same
+    non-lens images, only the arcs differ. So a model's completeness here against the primary set says what the
+    brightness and θ_E of the team's own arcs do to it. ``meta``/``ctrls`` are the rows the primary table's
+    ``row`` indexes."""
+    from .inject import host_columns, inject_arrays
+
+    t = primary.table.copy()
+    pos = np.flatnonzero(t["label"].to_numpy() == 1)
+    rows = t["row"].to_numpy()[pos]
+    hosts = meta.iloc[rows][host_columns(meta.columns)].reset_index(drop=True)
+    im, stamps, hidx = inject_arrays(hosts, ctrls[rows], preset=preset, per_host=1, seed=seed, device=device,
+                                     where="your test hosts")
+    if not (hidx == np.arange(len(rows))).all():
+        raise RuntimeError("the injection did not keep one arc per test lens in order")
+    for c in ("theta_e_arcsec", "arc_snr", "inner_image_r_arcsec", "src_x_arcsec", "src_y_arcsec"):
+        t[c] = np.nan if c not in t else t[c].astype(float)
+        if c in im:
+            t.loc[pos, c] = im[c].to_numpy(float)
+    images = primary.images.copy()
+    images[pos] = stamps
+    return TestSet(f"`{preset}` arcs injected into your test hosts", images, t, primary.controls)
+
+
+def test_sets(n_hosts: int, seed: int, *, preset: str = "physical", data_test=None,
+              inject_preset: str = INJECT_PRESET) -> dict[str, TestSet]:
     """The common test sets, fixed before any training (one image per host; hosts unseen in training: a
     separate simulation seed). ``data_test`` (stamps, ctrls, meta of the team's test hosts) replaces the
-    simulated primary set; the brightness and confuser sets exist only for the simulator."""
+    simulated primary set and adds ``injected``: the same test hosts with ``inject_preset`` arcs injected into
+    their own controls instead of the team's arcs (:func:`injected_test_set`); the request-brightness and
+    confuser sets exist only for the simulator."""
     out = {}
     if data_test is not None:
         stamps, ctrls, meta = data_test
         t = _test_frame(unpaired_test_table(meta, seed), meta)
         out["primary"] = TestSet("your data (unseen hosts)", _images(t, stamps, ctrls), t, ctrls[t["row"].to_numpy()])
+        if inject_preset:
+            out["injected"] = injected_test_set(out["primary"], meta, ctrls, seed + 1, preset=inject_preset)
         return out
     from .simulate import cached_dataset
 

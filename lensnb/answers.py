@@ -171,12 +171,17 @@ def brightness_note(g: dict) -> str:
     """How bright the arcs are against the lenses a survey finder can find, from the data chapter's numbers: the
     team's own stamps (stamp − ctrl) with ``DATA=``, else the request preset's; the reference is the `detectable`
     preset (the sourced DES-detectable population). Adds the data chapter's sweep: how bright arcs must be for a
-    core-only AUROC of the request's 0.95. Empty when the data chapter was not run."""
+    core-only AUROC of the request's 0.95, and the alternatives chapter's measured cost at the working point
+    (completeness of the too-bright model, or of the team's model on injected `detectable` arcs). Empty when neither
+    chapter was run."""
     G = _G(g)
+    cost = (_strip(G("08_alternatives", "alt_brightness_cost_text"))
+            if G.has("08_alternatives", "alt_brightness_cost_text") else "")
+    cost = f" What that costs (alternatives chapter, brightness-cost table): {cost}" if cost else ""
     who = "user_data" if G.has("02_data", "user_data__arc_g") else "request"
     keys = [f"{who}__arc_g", f"{who}__arc_to_host", f"{who}__arc_snr", "detectable__arc_g", "detectable__arc_snr"]
     if not G.has("02_data", *keys):
-        return ""
+        return cost.strip()
     ag, ah, asnr, dg, dsnr = (float(G("02_data", k)) for k in keys)
     name = "Your arcs" if who == "user_data" else "The request preset's arcs"
     d = ag - dg
@@ -185,7 +190,7 @@ def brightness_note(g: dict) -> str:
          f"S/N of {asnr:.0f}: {rel} the lenses a survey finder can find (the `detectable` preset: g = {dg:.1f}, "
          f"S/N {dsnr:.0f}; data chapter, arc-brightness table)")
     sweep = _strip(G("02_data", "sweep_text", "")) if G.has("02_data", "sweep_text") else ""
-    return s + (". " + sweep if sweep else ".")
+    return s + (". " + sweep if sweep else ".") + cost
 
 
 def compose(g: dict, *, source: str = "the simulator") -> dict:

@@ -63,6 +63,57 @@ def host_columns(columns) -> list[str]:
     return [c for c in columns if c in keep or c.startswith(("host_", "psf_fwhm_used_", "noise_sigma_"))]
 
 
+def host_frame(hosts: pd.DataFrame, ctrl: np.ndarray) -> pd.DataFrame:
+    """The host table the arc renderer needs, from the team's host rows and their cutouts ``ctrl`` (H, 3, 64, 64)
+    [nmgy/pixel]: a ``host_id`` per row, ``host_z``/``host_sigma_v_kms`` (NaN where unknown), PSF FWHM per band
+    [arcsec] (g and z scaled from r by the DR9-south median ratios where absent) and the per-band sky noise
+    measured on the cutout (1.4826 x MAD of the pixels more than 16 px from the centre) [nmgy/pixel]."""
+    hosts = hosts.reset_index(drop=True).copy()
+    hosts["host_id"] = np.arange(len(hosts))
+    for c in ("host_z", "host_sigma_v_kms"):  # unknown for the team's hosts: only host-tied presets need them
+        if c not in hosts:
+            hosts[c] = np.nan
+    for b in BANDS:
+        if f"psf_fwhm_used_{b}" not in hosts:
+            hosts[f"psf_fwhm_used_{b}"] = hosts["psf_fwhm_used_r"] * FWHM_RATIO[b]
+        px = ctrl[:, BANDS.index(b)][:, _OUTER]
+        hosts[f"noise_sigma_{b}"] = 1.4826 * np.median(np.abs(px - np.median(px, axis=1, keepdims=True)), axis=1)
+    return hosts
+
+
+def inject_arrays(hosts: pd.DataFrame, ctrl: np.ndarray, *, preset: str = "request", per_host: int = 1,
+                  seed: int = 0, supersample: int = 3, device=None, preset_overrides: dict | None = None,
+                  arc_scale: float = 1.0, where: str = "hosts") -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Arcs of ``preset`` injected into host cutouts held in memory: ``hosts`` (one row per cutout, with
+    ``psf_fwhm_used_r`` [arcsec]) and ``ctrl`` (H, 3, 64, 64) [nmgy/pixel]. Returns (meta, stamps, hidx): one
+    row per injection (its host row ``hidx``, theta_E, source, LensPop S/N and cut columns), the stamps
+    (cutout + ``arc_scale`` x arc) [nmgy/pixel]. Seeded: the same inputs give the same arcs. ``where`` names
+    the hosts in error messages."""
+    if arc_scale < 0:
+        raise ValueError(f"arc_scale must be >= 0, got {arc_scale}")
+    spec = populations.get_preset(preset, preset_overrides)
+    device = torch.device(device) if device is not None else default_device()
+    if spec["theta_e"]["dist"] == "host":
+        missing = [c for c in ("host_z", "host_sigma_v_kms") if c not in hosts or hosts[c].isna().any()]
+        if missing:
+            raise ValueError(f"{where}: preset {preset!r} ties theta_E to the host and needs column(s) {missing}")
+    ctrl = np.asarray(ctrl, dtype=np.float32)
+    hosts = host_frame(hosts, ctrl)
+    fwhm = _t(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(float), device, torch.float64)
+    kernels = moffat_kernels(fwhm).float()
+    meta, hidx, arcs = injected_arcs(hosts, per_host, spec, seed, kernels, supersample=supersample, device=device,
+                                     host_images=_t(ctrl, device))
+    hidx = np.asarray(hidx, dtype=np.int64)
+    stamps = ctrl[hidx] + np.float32(arc_scale) * arcs.cpu().numpy()
+    for c in ("arc_snr", "arc_snr_r", "arc_flux_r"):
+        if c in meta:
+            meta[c] = meta[c] * arc_scale
+    meta["psf_moffat_beta"] = MOFFAT_BETA
+    meta["supersampling"] = supersample
+    meta["preset"], meta["seed"] = preset, seed
+    return meta, stamps, hidx
+
+
 def inject(path, out, *, preset: str = "request", per_host: int = 1, seed: int = 0, supersample: int = 3,
            device=None, preset_overrides: dict | None = None, arc_scale: float = 1.0,
            max_hosts: int | None = None) -> pd.DataFrame:
@@ -71,36 +122,11 @@ def inject(path, out, *, preset: str = "request", per_host: int = 1, seed: int =
     ``arc_scale`` multiplies every arc's flux; 0 is the null injection: every step of the injection path
     runs (decoding, adding, re-encoding, writing), only the arc's flux is zero, so any difference left
     between ``stamp_npz`` and ``ctrl_stamp_npz`` is made by the processing, not by an arc."""
-    spec = populations.get_preset(preset, preset_overrides)
-    device = torch.device(device) if device is not None else default_device()
     hosts, ctrl = read_hosts(path, max_hosts)
     hosts = hosts[host_columns(hosts.columns)]
-    if spec["theta_e"]["dist"] == "host":
-        missing = [c for c in ("host_z", "host_sigma_v_kms") if c not in hosts]
-        if missing:
-            raise ValueError(f"{path}: preset {preset!r} ties theta_E to the host and needs column(s) {missing}")
-    hosts["host_id"] = np.arange(len(hosts))
-    for c in ("host_z", "host_sigma_v_kms"):  # unknown for the team's hosts: only host-tied presets need them (above)
-        if c not in hosts:
-            hosts[c] = np.nan
-    for b in BANDS:
-        if f"psf_fwhm_used_{b}" not in hosts:
-            hosts[f"psf_fwhm_used_{b}"] = hosts["psf_fwhm_used_r"] * FWHM_RATIO[b]
-        px = ctrl[:, BANDS.index(b)][:, _OUTER]
-        hosts[f"noise_sigma_{b}"] = 1.4826 * np.median(np.abs(px - np.median(px, axis=1, keepdims=True)), axis=1)
-    fwhm = _t(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(float), device, torch.float64)
-    kernels = moffat_kernels(fwhm).float()
-    meta, hidx, arcs = injected_arcs(hosts, per_host, spec, seed, kernels, supersample=supersample, device=device,
-                                     host_images=_t(ctrl, device))
-    if arc_scale < 0:
-        raise ValueError(f"arc_scale must be >= 0, got {arc_scale}")
-    stamps = ctrl[hidx] + np.float32(arc_scale) * arcs.cpu().numpy()
-    for c in ("arc_snr", "arc_snr_r", "arc_flux_r"):
-        if c in meta:
-            meta[c] = meta[c] * arc_scale
-    meta["psf_moffat_beta"] = MOFFAT_BETA
-    meta["supersampling"] = supersample
-    meta["preset"], meta["seed"] = preset, seed
+    meta, stamps, hidx = inject_arrays(hosts, ctrl, preset=preset, per_host=per_host, seed=seed,
+                                       supersample=supersample, device=device, preset_overrides=preset_overrides,
+                                       arc_scale=arc_scale, where=str(path))
     meta["stamp_npz"] = [dataset.encode_npz(a) for a in stamps]
     meta["ctrl_stamp_npz"] = [dataset.encode_npz(a) for a in ctrl[hidx]]
     cols = [c for c in dataset.SCHEMA if c in meta.columns]

@@ -323,6 +323,27 @@ def tpr_at_fpr(y, scores, groups, fpr: float, *, n_boot: int = 200, seed: int = 
     return percentile_interval(full, boot, level)
 
 
+def tpr_change_at_fpr(y, scores_a, scores_b, groups, fpr: float, *, subset_a=None, subset_b=None, n_boot: int = 200,
+                      seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """Change in TPR at ``fpr`` from (``scores_a``, positives ``subset_a``) to (``scores_b``, ``subset_b``) on the
+    same rows (labels ``y``, hosts ``groups``; scores (n_seeds, n) each): b − a, averaged over training seeds, with
+    a joint host-bootstrap interval (the same hosts drawn for both, each threshold re-chosen in each draw on its own
+    negatives). The two score sets may come from two models on one test set or one model on two test sets that
+    share rows and hosts (e.g. other arcs injected into the same hosts)."""
+    y = np.asarray(y)
+    A = np.atleast_2d(np.asarray(scores_a, float))
+    B = np.atleast_2d(np.asarray(scores_b, float))
+    sa = np.ones(len(y), bool) if subset_a is None else np.asarray(subset_a, bool)
+    sb = np.ones(len(y), bool) if subset_b is None else np.asarray(subset_b, bool)
+
+    def stat(idx):
+        return tpr_point(y[idx], B[:, idx], fpr, sb[idx]) - tpr_point(y[idx], A[:, idx], fpr, sa[idx])
+
+    full = np.array([stat(np.arange(len(y)))])
+    boot = [v for v in (stat(i) for i in host_draws(groups, n_boot, seed)) if np.isfinite(v)]
+    return percentile_interval(full, boot, level)
+
+
 def fpr_at_tpr(y, scores, neg_scores, neg_groups, tpr: float = 0.5, *, n_boot: int = 200, seed: int = 0,
                level: float = 0.95) -> tuple[float, float, float]:
     """The share of the negatives ``neg_scores`` (n_seeds, m) above the threshold that keeps ``tpr`` of the

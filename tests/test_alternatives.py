@@ -251,3 +251,74 @@ def test_residual_table_reads_gates_and_lens_changes_per_design():
     assert t.loc["unpaired_raw", "ΔAUROC, θ_E > 1.25 FWHM (90%)"] == "reference"
     assert t.loc["paired_raw", "ΔAUROC, θ_E > 1.25 FWHM (90%)"] == "—"
     assert t.loc["unpaired_raw", "TPR at 1% FPR (95%)"] == "0.700 (0.600–0.800)"
+
+
+def test_tpr_change_at_fpr_is_zero_for_the_same_scores_and_negative_for_fainter_lenses():
+    from lensnb.metrics import tpr_change_at_fpr
+
+    rng = np.random.default_rng(2)
+    n = 400
+    y = np.r_[np.ones(n, int), np.zeros(n, int)]
+    hosts = np.arange(2 * n)
+    a = np.stack([np.r_[rng.normal(3, 1, n), rng.normal(0, 1, n)] for _ in range(2)])
+    e, lo, hi = tpr_change_at_fpr(y, a, a, hosts, 0.05, n_boot=100, seed=0)
+    assert e == lo == hi == 0.0
+    b = a.copy()
+    b[:, :n] -= 2.0  # the same negatives, fainter lenses: fewer of them above the same threshold
+    e, lo, hi = tpr_change_at_fpr(y, a, b, hosts, 0.05, n_boot=100, seed=0)
+    assert hi < 0 and lo <= e <= hi
+    direct = np.mean([(b[s, :n] > np.quantile(b[s, n:], 0.95, method="higher")).mean()
+                      - (a[s, :n] > np.quantile(a[s, n:], 0.95, method="higher")).mean() for s in range(2)])
+    assert e == pytest.approx(direct)
+
+
+def test_completeness_change_reads_each_side_on_its_own_lenses():
+    """The team's model on its own bright arcs and on fainter injected arcs in the same hosts: completeness drops,
+    per θ_E/FWHM bin of each side's own lenses; the same scores on both sides give no difference."""
+    rng = np.random.default_rng(3)
+    n = 300
+    y = np.r_[np.ones(n, int), np.zeros(n, int)]
+    base = pd.DataFrame({"label": y, "host": np.arange(2 * n), "psf_fwhm_used_r": 1.0,
+                         "theta_e_arcsec": np.r_[np.full(n, 2.0), np.full(n, np.nan)]})
+    inj = base.copy()
+    inj.loc[: n - 1, "theta_e_arcsec"] = np.where(np.arange(n) % 2 == 0, 1.0, 2.0)
+    im = np.zeros((2 * n, 3, 2, 2), np.float32)
+    tests = {"primary": alt.TestSet("own", im, base), "injected": alt.TestSet("injected", im, inj)}
+    own = np.stack([np.r_[rng.normal(4, 1, n), rng.normal(0, 1, n)] for _ in range(3)])
+    faint = own.copy()
+    faint[:, :n] = rng.normal(1, 1, (3, n))
+    out = {"scores": {(alt.BASELINE, "primary"): own, (alt.BASELINE, "injected"): faint}}
+    c = alt.completeness_change(out, tests, (alt.BASELINE, "primary"), (alt.BASELINE, "injected"), fpr=0.05,
+                                n_boot=100, seed=0).set_index("lenses")
+    assert c.loc["all test lenses", "reading"] == "lower" and c.loc["all test lenses", "change_high"] < -0.3
+    assert c.loc["θ_E > 1.25 FWHM", "positives, ref"] == n and c.loc["θ_E > 1.25 FWHM", "positives, new"] == n // 2
+    assert c.loc["0.75–1.25 FWHM", "positives, ref"] == 0 and c.loc["0.75–1.25 FWHM", "reading"].startswith("fewer")
+    assert c.loc["θ_E > 1.25 FWHM", "completeness, ref"] > 0.9
+    same = alt.completeness_change({"scores": {(alt.BASELINE, "primary"): own, ("x", "primary"): own}}, tests,
+                                   (alt.BASELINE, "primary"), ("x", "primary"), fpr=0.05, n_boot=100, seed=0)
+    assert (same["change"].fillna(0) == 0).all() and set(same["reading"]) <= {"no difference shown"}
+    with pytest.raises(ValueError, match="do not share rows and hosts"):
+        alt.completeness_change(out, {"primary": tests["primary"], "injected": alt.TestSet("x", im[:10], inj[:10])},
+                                (alt.BASELINE, "primary"), (alt.BASELINE, "injected"), fpr=0.05, n_boot=10, seed=0)
+
+
+def test_injected_test_set_keeps_the_rows_hosts_and_non_lenses_and_changes_only_the_arcs():
+    from lensnb import dataset
+    from tests import corpus
+
+    df = corpus.good_frame(n_hosts=16, per_host=1, seed=4)
+    blobs = [dataset.decode_npz(b, "x") for b in df["stamp_npz"]]
+    ctrls = np.stack([dataset.decode_npz(b, "x") for b in df["ctrl_stamp_npz"]])
+    stamps = np.stack(blobs)
+    meta = df.drop(columns=["stamp_npz", "ctrl_stamp_npz"]).reset_index(drop=True)
+    sets = alt.test_sets(0, 5, data_test=(stamps, ctrls, meta))
+    p, j = sets["primary"], sets["injected"]
+    assert np.array_equal(p.y, j.y) and np.array_equal(p.hosts, j.hosts) and (p.y == 1).sum() == 8
+    neg, pos = p.y == 0, p.y == 1
+    np.testing.assert_array_equal(j.images[neg], p.images[neg])
+    rows = p.table["row"].to_numpy()[pos]
+    arc = j.images[pos] - ctrls[rows]
+    assert (arc.sum(axis=(1, 2, 3)) > 0).all() and not np.allclose(j.images[pos], p.images[pos])
+    assert j.table.loc[pos, "theta_e_arcsec"].notna().all() and (j.table.loc[pos, "arc_snr"] >= 20).all()
+    again = alt.test_sets(0, 5, data_test=(stamps, ctrls, meta))["injected"]
+    np.testing.assert_array_equal(again.images, j.images)

@@ -150,3 +150,13 @@ def test_evidence_reads_one_sentence_per_line_and_never_splits_a_number():
                      "- With plain k-fold it reads 0.997.", "- Paired designs read 0.889.",
                      "- E3 − E2 is bounded by 0.012, e.g. The bound."]
     assert answers.as_lines("") == "" and answers.as_lines("One line without a stop") == "- One line without a stop."
+
+
+def test_brightness_note_carries_the_measured_cost_when_the_alternatives_ran():
+    cost = "At 1% false positives your model finds 0.900 (0.85–0.95) of your own test arcs and 0.300 (0.2–0.4) ..."
+    g = {"08_alternatives": {"alt_brightness_cost_text": cost}}
+    assert answers.brightness_note(g) == f"What that costs (alternatives chapter, brightness-cost table): {cost}"
+    g["02_data"] = {"request__arc_g": 21.0, "request__arc_to_host": 0.08, "request__arc_snr": 60.0,
+                    "detectable__arc_g": 23.1, "detectable__arc_snr": 25.0}
+    s = answers.brightness_note(g)
+    assert s.startswith("The request preset's arcs") and s.endswith(cost)

@@ -162,9 +162,13 @@ def test_book_runs_on_team_format_data_written_without_the_simulator(tmp_path_fa
     for nb in ("03_pools", "04_training", "05_gates", "08_alternatives"):
         assert "team_manifests" in (html / f"{nb}.html").read_text()
     alt = _glued(root / "book" / "chapters" / "08_alternatives.ipynb", "text/markdown")
-    assert "your data" in alt["alt_source"] and "needs the simulator" in alt["alt_brightness_text"]
+    assert "your data" in alt["alt_source"]
+    # what brightness costs, on the team's own held-out hosts: detectable arcs injected into their own cutouts
+    assert "injected with `lensnb.inject` into the same held-out hosts" in alt["alt_brightness_text"]
+    assert "of your own test arcs and" in alt["alt_brightness_cost_text"]
     ans = _glued(root / "book" / "chapters" / "10_answers.ipynb", "text/markdown")
     assert ans["ans_population"].startswith("Your data:")  # which lenses, from the team's own θ_E and PSF
+    assert ans["ans_brightness"].startswith("Your arcs") and "What that costs" in ans["ans_brightness"]
 
 
 def _real_manifest_dir(root, n=60, seed=3):
