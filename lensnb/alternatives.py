@@ -790,9 +790,12 @@ def _auc_row(name, y, S, g, n_boot, seed):
     return {"auroc": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "seed_sd": r.seed_sd}
 
 
+JUDGE_GATES = gates.CORE_GATES + ("radial-profile LR",)  # from the registry: each candidate's own training input
+
+
 def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_per_class: dict, seed: int, seeds,
         train_kw: dict, cache: str | None = None, dropout_p: float = 0.5, dropout_radius_px: float = 5.0,
-        shuffle_share: float = 0.25, confuser_share: float = 0.25, gate_threshold: float = 0.65, n_boot: int = 500,
+        shuffle_share: float = 0.25, confuser_share: float = 0.25, gate_threshold: float = gates.THRESHOLD, n_boot: int = 500,
         fprs=(0.01, 0.001), counter_radius_fwhm: float = 0.75, reliance_relative: float = 0.2,
         loss_margin: float = LOSS_MARGIN, progress: bool = True) -> dict:
     """Train every candidate (one model per training seed, cached by its inputs) and judge it on the common
@@ -863,16 +866,16 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
                 [predict(m.model, m.normaliser, candidate_input(cand.input, xh)) for m in models])
         # the data-level core gates on the candidate's own training input
         tb = _training_bins(cand, tables["train"], data, y_tr)
-        for gname, feats, model in (("core LR", gates.core_features, "lr"),
-                                    ("nonlinear core", gates.core_nonlinear_features, "gbt"),
-                                    ("radial-profile LR", gates.radial_profile_features, "lr")):
-            X = feats(xi_tr)
-            r = gates.cached_feature_gate(gname, X, y_tr, g_tr, gate_threshold, n_boot=n_boot, seed=seed, model=model)
+        for gname in JUDGE_GATES:
+            gate = gates.GATES[gname]
+            X = gate.features(xi_tr)
+            r = gates.cached_feature_gate(gname, X, y_tr, g_tr, gate_threshold, n_boot=n_boot, seed=seed,
+                                          model=gate.model)
             gate_rows.append({"candidate": cand.name, "gate": gname, "auroc": r.statistic, "ci_low": r.ci_low,
                               "ci_high": r.ci_high, "verdict": r.verdict, "kind": r.kind})
-            if gname != "radial-profile LR" and tb is not None:
+            if gname in gates.CORE_GATES and tb is not None:
                 gate_bin_rows.append(gates.gate_by_bin(gname, X, y_tr, g_tr, tb, gate_threshold, n_boot=n_boot,
-                                                       seed=seed, model=model).assign(candidate=cand.name))
+                                                       seed=seed, model=gate.model).assign(candidate=cand.name))
         timing[cand.name] = {"train_s": t1 - t0, "judge_s": time.perf_counter() - t1,
                              "images_per_s": float(np.mean([m.images_per_s for m in models]))}
     done = [c for c in cands if (c.name, "primary") in scores]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .gates import THRESHOLD
+
 CHAPTERS = ("01_geometry", "02_data", "03_pools", "04_training", "05_gates", "06_sample_size", "07_literature",
             "08_alternatives", "09_failure_modes")
 
@@ -344,7 +346,7 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
     else:
         m4, v4 = "not measured", "—"
     e_rows.append({"experiment": "E4", "as defined": "core-only LR on the unpaired training data",
-                   "measured (AUROC, 95% CI)": m4, "criterion": "AUROC < 0.65", "verdict": v4})
+                   "measured (AUROC, 95% CI)": m4, "criterion": f"AUROC < {float(G('03_pools', 'gate_threshold', THRESHOLD)):g}", "verdict": v4})
     gap_note = ""
     if G.has("04_training", "w_bound", "gap", "gap_lo", "gap_hi"):
         gap_note = (f"What E3 − E2 can detect: for a model that scores one image at a time, E3 − E2 compares two "

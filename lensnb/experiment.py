@@ -319,7 +319,7 @@ def gap_under_resplits(table: pd.DataFrame, scores: np.ndarray, n_splits: int = 
 
 
 def data_gates(table: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, props: pd.DataFrame | None, *,
-               threshold: float = 0.65, n_boot: int = 500, seed: int = 0, nonlinear: bool = True) -> list:
+               threshold: float = gates.THRESHOLD, n_boot: int = 500, seed: int = 0, nonlinear: bool = True) -> list:
     """The data-level battery on one design's images: the image gates and the host-property gate
     (``props``: one row per host, ``pools.host_properties``; None skips it)."""
     x = design_images(table, stamps, ctrls)
@@ -331,11 +331,6 @@ def data_gates(table: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, props
     return res
 
 
-GATE_FEATURES = {"core LR": ("lr", gates.core_features), "nonlinear core": ("gbt", gates.core_nonlinear_features),
-                 "annulus LR": ("lr", gates.annulus_features), "radial-profile LR": ("lr", gates.radial_profile_features),
-                 "flux & colour": ("lr", gates.flux_colour_features)}
-
-
 def design_tables(meta: pd.DataFrame, hosts, n_per_class: int, seed: int, props: pd.DataFrame,
                   designs=pools.DESIGNS, hybrid_fraction: float = 0.5) -> dict:
     """One sample table per design over the same hosts (the pool-design chapter's training tables)."""
@@ -344,7 +339,7 @@ def design_tables(meta: pd.DataFrame, hosts, n_per_class: int, seed: int, props:
 
 
 def design_gate_scores(tables: dict, stamps, ctrls, props: pd.DataFrame | None, *, seed: int = 0,
-                       which=tuple(GATE_FEATURES), cache_parts: dict | None = None,
+                       which=tuple(gates.GATES), cache_parts: dict | None = None,
                        inverted_check_below: float = 0.4) -> pd.DataFrame:
     """Out-of-fold (host-grouped; matched pairs in one fold) scores of every data-level gate on every
     design's table, long form: design, gate, label, host, score. A gate whose AUROC falls below
@@ -359,7 +354,7 @@ def design_gate_scores(tables: dict, stamps, ctrls, props: pd.DataFrame | None, 
         for d, t in tables.items():
             x = design_images(t, stamps, ctrls)
             y, g = t["label"].to_numpy(), t["host"].to_numpy()
-            feats = {n: GATE_FEATURES[n] for n in which}
+            feats = {n: (gates.GATES[n].model, gates.GATES[n].features) for n in which}  # the gate registry
             if props is not None and len(props.columns):
                 feats["host properties"] = ("lr", lambda _x, _t=t: props.loc[_t["host"]].to_numpy(float))
             folds = t["fold_group"].to_numpy() if "fold_group" in t else None
@@ -381,7 +376,7 @@ def design_gate_scores(tables: dict, stamps, ctrls, props: pd.DataFrame | None, 
     return results.cached_frame("gate_scores", parts, compute)
 
 
-def gate_summary(scores: pd.DataFrame, threshold: float = 0.65, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+def gate_summary(scores: pd.DataFrame, threshold: float = gates.THRESHOLD, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
     """AUROC, 95% host-bootstrap interval, kind and verdict of every (design, gate) in a score frame."""
     from .metrics import cluster_bootstrap_ci
 
@@ -416,7 +411,7 @@ def design_differences(scores: pd.DataFrame, gate: str, pairs, n_boot: int = 500
 
 
 def gate_learning_curve(meta: pd.DataFrame, stamps, ctrls, train_hosts, host_counts, per_host: int, seed: int, *,
-                        designs=("paired", "unpaired"), n_boot: int = 300, threshold: float = 0.65) -> pd.DataFrame:
+                        designs=("paired", "unpaired"), n_boot: int = 300, threshold: float = gates.THRESHOLD) -> pd.DataFrame:
     """The core gates (linear and nonlinear) against the number of hosts their table is built from:
     for each count, a random subset of ``train_hosts`` and ``per_host`` rows per host (per class:
     (hosts // 2) x per_host images, so paired and unpaired see equal numbers)."""

@@ -40,7 +40,7 @@ class GateResult:
     kind: str = "shortcut"  # "shortcut", "arc signal" or "null"
 
 
-ARC_SIGNAL = ("annulus LR", "radial-profile LR", "flux & colour")  # gates that see the arc itself
+THRESHOLD = 0.65  # the request's E4 criterion (core LR AUROC < 0.65): every shortcut gate's two-sided threshold
 
 
 def verdict(lo: float, hi: float, threshold: float) -> str:
@@ -278,11 +278,33 @@ def core_nonlinear_features(images: np.ndarray) -> np.ndarray:
     return np.concatenate([core_features(images), core_summary_features(images)], axis=1)
 
 
-FEATURES = {"core LR": core_features, "annulus LR": annulus_features, "radial-profile LR": radial_profile_features,
-            "flux & colour": flux_colour_features}
+@dataclass(frozen=True)
+class Gate:
+    """One data-level image gate: its features (images (N, 3, 64, 64) -> (N, d)), its classifier ("lr" or "gbt"),
+    its kind ("shortcut": judged two-sided against ``threshold``; "arc signal": sees the arc, expected high) and what
+    it looks at. Every chapter, the alternatives and the monitor read gates from ``GATES``: a new gate is one entry."""
+
+    name: str
+    features: object
+    model: str
+    kind: str
+    what: str
+    threshold: float = THRESHOLD
 
 
-def feature_gate(name: str, X, y, groups, threshold: float = 0.65, n_folds: int = 5, n_boot: int = 500,
+GATES = {g.name: g for g in (
+    Gate("core LR", core_features, "lr", "shortcut", "the central 10×10 px, all bands (the request's E4)"),
+    Gate("nonlinear core", core_nonlinear_features, "gbt", "shortcut",
+         "the core pixels and core summaries, gradient-boosted trees"),
+    Gate("annulus LR", annulus_features, "lr", "arc signal", "pixels 6–16 px from the centre (the arc's zone)"),
+    Gate("radial-profile LR", radial_profile_features, "lr", "arc signal", "azimuthally averaged flux per band"),
+    Gate("flux & colour", flux_colour_features, "lr", "arc signal", "total flux per band and colours"),
+)}
+CORE_GATES = tuple(n for n, g in GATES.items() if g.kind == "shortcut")  # the core gates: linear and nonlinear
+ARC_SIGNAL = tuple(n for n, g in GATES.items() if g.kind == "arc signal")  # gates that see the arc itself
+
+
+def feature_gate(name: str, X, y, groups, threshold: float = THRESHOLD, n_folds: int = 5, n_boot: int = 500,
                  seed: int = 0, model: str = "lr", fold_groups=None) -> GateResult:
     """A classifier on features ``X`` (host-grouped CV) -> AUROC, host-bootstrap CI, verdict (two-sided;
     arc-signal gates, named in ``ARC_SIGNAL``, get the arc verdict). An interval below 1 - threshold is
@@ -323,14 +345,14 @@ def cached_cv_scores(X, y, groups, n_folds: int = 5, model: str = "lr", seed: in
     return f["score"].to_numpy()
 
 
-def cached_feature_gate(name: str, X, y, groups, threshold: float = 0.65, n_folds: int = 5, n_boot: int = 500,
+def cached_feature_gate(name: str, X, y, groups, threshold: float = THRESHOLD, n_folds: int = 5, n_boot: int = 500,
                         seed: int = 0, model: str = "lr", fold_groups=None) -> GateResult:
     """``feature_gate`` with the out-of-fold scores from ``cached_cv_scores`` (the same numbers, fitted once)."""
     s = cached_cv_scores(X, y, groups, n_folds=n_folds, model=model, seed=seed, fold_groups=fold_groups)
     return _gate_from_scores(name, s, X, y, groups, threshold, n_boot, seed, model, fold_groups)
 
 
-def gate_by_bin(name: str, X, y, groups, bins, threshold: float = 0.65, n_folds: int = 5, n_boot: int = 500,
+def gate_by_bin(name: str, X, y, groups, bins, threshold: float = THRESHOLD, n_folds: int = 5, n_boot: int = 500,
                 seed: int = 0, model: str = "lr", min_positives: int = 10):
     """A shortcut gate read per lens bin: the classifier is fitted once on all rows (host-grouped CV, out-of-fold
     scores from ``cached_cv_scores``), and its AUROC is read on the positives of each bin against all negatives,
@@ -360,31 +382,38 @@ def gate_by_bin(name: str, X, y, groups, bins, threshold: float = 0.65, n_folds:
     return pd.DataFrame(rows)
 
 
-def core_lr_gate(images, y, groups, threshold: float = 0.65, n_folds: int = 5, n_boot: int = 500,
+def core_lr_gate(images, y, groups, threshold: float = THRESHOLD, n_folds: int = 5, n_boot: int = 500,
                  seed: int = 0) -> GateResult:
     """E4 as the request defines it: logistic regression on the central 10x10 x 3 pixels."""
-    return feature_gate("core LR", core_features(images), y, groups, threshold, n_folds, n_boot, seed)
+    return image_gate("core LR", images, y, groups, threshold, n_folds, n_boot, seed)
 
 
-def core_nonlinear_gate(images, y, groups, threshold: float = 0.65, n_folds: int = 5, n_boot: int = 500,
+def core_nonlinear_gate(images, y, groups, threshold: float = THRESHOLD, n_folds: int = 5, n_boot: int = 500,
                         seed: int = 0) -> GateResult:
     """Gradient-boosted trees on the core pixels and core summaries (host-grouped CV): catches a core
     signal a linear model cannot use (e.g. extra variance or structure with no mean excess)."""
-    return feature_gate("nonlinear core", core_nonlinear_features(images), y, groups, threshold, n_folds, n_boot,
-                        seed, model="gbt")
+    return image_gate("nonlinear core", images, y, groups, threshold, n_folds, n_boot, seed)
 
 
-def image_gates(images, y, groups, threshold: float = 0.65, n_boot: int = 500, seed: int = 0,
-                which=tuple(FEATURES), nonlinear: bool = True) -> list[GateResult]:
-    """The data-level image gates: core LR, nonlinear core (unless ``nonlinear=False``), and the
-    arc-signal gates (annulus, radial profile, flux & colour)."""
-    out = [feature_gate(n, FEATURES[n](images), y, groups, threshold, n_boot=n_boot, seed=seed) for n in which]
-    if nonlinear:
-        out.insert(1, core_nonlinear_gate(images, y, groups, threshold, n_boot=n_boot, seed=seed))
-    return out
+def image_gate(name: str, images, y, groups, threshold: float | None = None, n_folds: int = 5, n_boot: int = 500,
+               seed: int = 0, fold_groups=None) -> GateResult:
+    """The registered gate ``name`` (``GATES``: its features and classifier) on ``images``; ``threshold`` None takes
+    the gate's own."""
+    g = GATES[name]
+    return feature_gate(name, g.features(images), y, groups, g.threshold if threshold is None else threshold, n_folds,
+                        n_boot, seed, model=g.model, fold_groups=fold_groups)
 
 
-def metadata_gate(meta_rows, y, groups, columns, threshold: float = 0.65, n_boot: int = 500, seed: int = 0):
+def image_gates(images, y, groups, threshold: float = THRESHOLD, n_boot: int = 500, seed: int = 0,
+                which=tuple(GATES), nonlinear: bool = True) -> list[GateResult]:
+    """The registered data-level image gates ``which`` (all of ``GATES``: core LR, nonlinear core, and the
+    arc-signal gates annulus, radial profile, flux & colour), in registry order; ``nonlinear=False`` leaves out
+    the tree gates."""
+    return [image_gate(n, images, y, groups, threshold, n_boot=n_boot, seed=seed) for n in which
+            if nonlinear or GATES[n].model != "gbt"]
+
+
+def metadata_gate(meta_rows, y, groups, columns, threshold: float = THRESHOLD, n_boot: int = 500, seed: int = 0):
     """Host-metadata-only classifier on the columns present (e.g. PSF, depth, redshift, magnitude, size).
 
     Returns None when none of ``columns`` is present (the caller reports the gate as skipped).
@@ -607,9 +636,8 @@ def null_image_gates(stamps, ctrls, groups, n_boot: int = 500, seed: int = 0, ma
     return res
 
 
-if __name__ == "__main__":  # python -m lensnb.gates PATH [--model CHECKPOINT] [--json OUT]: the monitor (lensnb.monitor)
-    import sys
+if __name__ == "__main__":  # python -m lensnb.gates PATH [--model CHECKPOINT] [--json OUT]: the monitor's command
+    # run by module name, so this module never imports the monitor that builds on it (no import cycle)
+    import runpy
 
-    from .monitor import main
-
-    sys.exit(main(sys.argv[1:], prog="python -m lensnb.gates"))
+    runpy.run_module("lensnb.monitor", run_name="__main__", alter_sys=True)

@@ -107,7 +107,10 @@ def load_checkpoint(path):
     return model, norm
 
 
-def battery(path, *, model=None, design: str = "auto", max_rows: int = 20000, threshold: float = 0.65,
+MONITOR_GATES = gates.CORE_GATES + ("radial-profile LR",)  # from the registry (lensnb.gates.GATES)
+
+
+def battery(path, *, model=None, design: str = "auto", max_rows: int = 20000, threshold: float = gates.THRESHOLD,
             relative: float = 0.2, n_boot: int = 300, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Run the data-level gates (and, with ``model`` = (network, normaliser), the model-level core reliance) on
     the manifest at ``path``. Returns one row per gate: gate, kind, AUROC (or share of skill lost), interval,
@@ -121,21 +124,22 @@ def battery(path, *, model=None, design: str = "auto", max_rows: int = 20000, th
     y, g = t["label"].to_numpy(), t["host"].to_numpy()
     gates.check_gate_input(y, g)
 
+    # the registered gates' features, side by side, streamed once; each gate reads its own columns
+    widths = [gates.GATES[n].features(np.zeros((1, 3, 64, 64), np.float32)).shape[1] for n in MONITOR_GATES]
+    cols = dict(zip(MONITOR_GATES, np.split(np.arange(sum(widths)), np.cumsum(widths)[:-1])))
+
     def feats(imgs):
-        return np.concatenate([gates.core_nonlinear_features(imgs), gates.radial_profile_features(imgs)], axis=1)
+        return np.concatenate([gates.GATES[n].features(imgs) for n in MONITOR_GATES], axis=1)
 
     X = _stream(store, t, feats)
-    n_core = gates.core_features(np.zeros((1, 3, 64, 64), np.float32)).shape[1]
-    n_nl = gates.core_nonlinear_features(np.zeros((1, 3, 64, 64), np.float32)).shape[1]
     rows = []
 
     def add(res, kind=None):
         rows.append({"gate": res.name, "kind": kind or res.kind, "value": res.statistic, "ci_low": res.ci_low,
                      "ci_high": res.ci_high, "verdict": res.verdict, "rows": res.n_rows, "hosts": res.n_hosts})
 
-    add(gates.feature_gate("core LR", X[:, :n_core], y, g, threshold, n_boot=n_boot, seed=seed))
-    add(gates.feature_gate("nonlinear core", X[:, :n_nl], y, g, threshold, n_boot=n_boot, seed=seed, model="gbt"))
-    add(gates.feature_gate("radial-profile LR", X[:, n_nl:], y, g, threshold, n_boot=n_boot, seed=seed))
+    for n in MONITOR_GATES:
+        add(gates.feature_gate(n, X[:, cols[n]], y, g, threshold, n_boot=n_boot, seed=seed, model=gates.GATES[n].model))
     cond = [c for c in CONDITION_COLUMNS if c in meta.columns]
     mrows = meta.iloc[t["row"].to_numpy()].reset_index(drop=True)
     M = mrows[cond].apply(pd.to_numeric, errors="coerce") if cond else pd.DataFrame(index=mrows.index)
@@ -177,7 +181,7 @@ def main(argv=None, prog: str = "python -m lensnb.monitor") -> int:
     ap.add_argument("--json", default=None, help="write the verdict table as JSON here")
     ap.add_argument("--design", default="auto", choices=["auto", "paired", "unpaired"])
     ap.add_argument("--max-rows", type=int, default=20000, help="training images decoded at most (whole hosts)")
-    ap.add_argument("--threshold", type=float, default=0.65, help="shortcut-gate AUROC threshold (two-sided)")
+    ap.add_argument("--threshold", type=float, default=gates.THRESHOLD, help="shortcut-gate AUROC threshold (two-sided)")
     ap.add_argument("--relative", type=float, default=0.2, help="share of skill lost that counts as reliance")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)

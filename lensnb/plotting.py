@@ -304,3 +304,98 @@ def interval_errorbar(ax, x, est, lo, hi, *, horizontal: bool = False, fmt: str 
         return ax.plot(est, x, fmt, color=color, label=label)[0]
     ax.errorbar(x, mid, yerr=half, fmt="none", capsize=capsize, ecolor=color, **kw)
     return ax.plot(x, est, fmt, color=color, label=label)[0]
+
+
+def failure_modes_figure(memorisation: pd.DataFrame, theta: pd.DataFrame, var_df: pd.DataFrame, conf: dict,
+                         null_worst: dict, artifacts: dict, probe_scores, sim_y, *, f0: float, preset: str,
+                         change_margin: float, tpr_margin: float, gate_threshold: float, null_margin: float,
+                         real_label: str):
+    """The failure-modes chapter's six panels, from the register's inputs (``lensnb.risks``): host memorisation
+    per θ_E bin, TPR per θ_E bin at two brightnesses, the re-simulated variants' changes, pool confounders and the
+    processing path, the gate artifacts, and the realism probe's score histograms (``probe_scores``: simulated
+    scores, real scores, threshold; None: no real lenses). Returns the figure."""
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.4))
+    ax = axes[0, 0]
+    mm = memorisation
+    mm = mm[mm["gap"].notna()] if len(mm) else mm
+    if len(mm):
+        xm = np.arange(len(mm))
+        interval_errorbar(ax, xm, mm["gap"], mm["ci_low"], mm["ci_high"], color="C0")
+        ax.axhline(change_margin, color="C3", ls="--", lw=1, label=f"threshold {change_margin:g}")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(xm, [str(v).replace(" FWHM", "\nFWHM") for v in mm["lenses"]], fontsize="small")
+        ax.legend(fontsize="small", loc="best")
+    else:
+        ax.text(0.5, 0.5, "no seen-host test possible", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="test lenses (θ_E relative to the r-band PSF FWHM)",
+           ylabel="seen − unseen host AUROC (95% CI)", title="host memorisation")
+    ax = axes[0, 1]
+    th_tab = theta[theta.candidate.isin(["unpaired_raw", "unpaired_bright"])] if len(theta) else pd.DataFrame()
+    if len(th_tab):
+        for k, (c, sub) in enumerate(th_tab.groupby("candidate", sort=False)):
+            x = np.arange(len(sub)) + (k - 0.5) * 0.12
+            interval_errorbar(ax, x, sub.tpr, sub.ci_low, sub.ci_high, fmt="o-",
+                                       label="trained on bright arcs" if c == "unpaired_bright" else f"trained at {preset} brightness")
+        ax.set_xticks(range(len(sub)), [str(b).replace(" FWHM", "\nFWHM") for b in sub["bin"]], fontsize="small")
+        ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "test set too small for a TPR at low FPR", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="θ_E relative to the r-band PSF FWHM", ylabel=f"TPR at {100 * f0:g}% FPR", ylim=(-0.02, 1.02))
+    ax.set_title("θ_E and arc brightness", pad=24)  # the legend sits between the title and the axes
+    ax = axes[0, 2]
+    if len(var_df):
+        yv = np.arange(len(var_df))[::-1]
+        interval_errorbar(ax, yv + 0.12, var_df.change, var_df.ci_low, var_df.ci_high, horizontal=True,
+                                   color="C0", label="AUROC")
+        ax.axvline(-change_margin, color="C0", ls="--", lw=1)
+        if var_df.tpr_change.notna().any():
+            interval_errorbar(ax, yv - 0.12, var_df.tpr_change, var_df.tpr_low, var_df.tpr_high, horizontal=True,
+                                       color="C1", fmt="s", label=f"TPR at {100 * f0:g}% FPR (relative)")
+            ax.axvline(-tpr_margin, color="C1", ls=":", lw=1.2)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(nbins=4))  # the range follows the data: few ticks never collide
+        ax.set(yticks=yv, yticklabels=[v.replace(" (", "\n(") for v in var_df.variant])
+        ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "needs the simulator", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("change against the nominal test set\n(AUROC: difference; TPR: relative)")
+    ax.set_title("source morphology, colours, PSF mismatch", pad=24)
+    ax = axes[1, 0]
+    cg = [(r_.name.replace(": ", ":\n"), r_.statistic, r_.ci_low, r_.ci_high) for r_ in conf.values() if r_ is not None]
+    nl = [(lab, w.statistic, w.ci_low, w.ci_high) for lab, (w, _, _) in
+          zip(["null injection", "planted:\nfloat16 stamps"], null_worst.values())]
+    n_c, n_n = len(cg), len(nl)
+    yc = np.arange(n_c + n_n)[::-1]
+    for (lab, e, lo, hi), yy, col in zip(cg + nl, yc, ["C0"] * n_c + ["C4"] * n_n):
+        interval_errorbar(ax, [yy], [e], [lo], [hi], horizontal=True, color=col)
+    ax.fill_betweenx([n_n - 0.5, n_n + n_c - 0.5], 1 - gate_threshold, gate_threshold, color="C2", alpha=0.12)
+    ax.fill_betweenx([-0.5, n_n - 0.5], 0.5 - null_margin, 0.5 + null_margin, color="C2", alpha=0.12)
+    ax.axhline(n_n - 0.5, color="0.6", lw=0.8)
+    ax.axvline(0.5, color="k", lw=0.8)
+    ax.set(yticks=yc, yticklabels=[c[0] for c in cg + nl], xlim=(0.0, 1.02), ylim=(-0.6, n_c + n_n - 0.4),
+           xlabel="AUROC (survey-conditions gate; within-pair null check)", title="pool confounders, processing path")
+    ax = axes[1, 1]
+    ins, ung = artifacts["in sample"], artifacts["ungrouped"]
+    vals = [ins["fitted and scored on the same rows"], ins["host-grouped CV"], ung["folds ignoring hosts"],
+            ung["host-grouped CV"]]
+    ya = np.arange(4)[::-1]
+    ax.barh(ya, vals, height=0.6, color=["C3", "C0", "C3", "C0"])
+    ax.axvline(0.5, color="k", lw=0.8)
+    ax.set(yticks=ya, yticklabels=["fit = scored rows\n(naive)", "host-grouped CV", "folds ignoring hosts\n(naive)",
+                                   "host-grouped CV"], xlim=(0, 1.05), xlabel="AUROC on labels with no signal",
+           title="gate artifacts")
+    ax = axes[1, 2]
+    if probe_scores is not None:
+        s_all, s_real, thr_ = probe_scores
+        bins_ = np.linspace(min(s_all.min(), s_real.min()), max(s_all.max(), s_real.max()), 40)
+        ax.hist(s_all[sim_y == 0], bins_, histtype="step", color="C7", label="simulated non-lenses", density=True)
+        ax.hist(s_all[sim_y == 1], bins_, histtype="step", color="C0", label="simulated lenses", density=True)
+        ax.hist(s_real, bins_, histtype="step", color="C3", label=real_label, density=True)
+        ax.axvline(thr_, color="k", ls="--", lw=1)
+        ax.legend(fontsize="small", loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no real lenses", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="model score (logit, seed 0)", ylabel="density", title="realism probe")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    fig.tight_layout()
+    return fig

@@ -22,6 +22,8 @@ from .gates import grouped_cv_scores
 from .lensing import default_device
 from .metrics import cluster_bootstrap_ci, monitor_verdict
 
+PROBE_THRESHOLD = 0.65  # realism-probe AUROC above which injections and real lenses differ (the chapter's parameter)
+
 
 @dataclass
 class ProbeResult:
@@ -147,7 +149,7 @@ def probe_sizes(auc: float, threshold: float, *, ratio: float = 1.0, z: float = 
 
 # --------------------------------------------------------------------------- planted gaps the probe must catch
 def planted_gap_demos(stamps: np.ndarray, ctrls: np.ndarray, hosts, host_mag=None, variants: dict | None = None, *,
-                      brighter_mag: float = 1.5, threshold: float = 0.65, n_boot: int = 300,
+                      brighter_mag: float = 1.5, threshold: float = PROBE_THRESHOLD, n_boot: int = 300,
                       seed: int = 0) -> "pd.DataFrame":
     """The realism probe on gaps planted between two halves of one simulated lens sample, so a reader sees what it
     catches and what it must not be fooled by. A DEMONSTRATION, never evidence about real data.

@@ -86,7 +86,7 @@ def _fold_groups(kind: str, hosts: np.ndarray, n_folds: int, rng) -> np.ndarray:
 
 
 def protocol_gates(tables: dict, stamps: np.ndarray, ctrls: np.ndarray, meta: pd.DataFrame, *, inputs=("raw",),
-                   reps: int = 3, seed: int = 0, n_boot: int = 300, n_folds: int = 5, threshold: float = 0.65,
+                   reps: int = 3, seed: int = 0, n_boot: int = 300, n_folds: int = 5, threshold: float = gates.THRESHOLD,
                    progress: bool = True) -> pd.DataFrame:
     """The core LR gate on each design's table under the three ``PROTOCOLS``, ``reps`` fold draws each.
 

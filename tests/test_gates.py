@@ -73,10 +73,10 @@ def _planted(kind, strength, seed=0, n_hosts=30, per=3):
 def test_each_image_gate_fires_on_its_planted_shortcut(kind, gate):
     """Arc-signal gates: 'arc detected' on a planted excess in their region, 'arc not detected' without."""
     X, y, g = _planted(kind, 2.0)
-    r = gates.feature_gate(gate, gates.FEATURES[gate](X), y, g, n_boot=150)
+    r = gates.feature_gate(gate, gates.GATES[gate].features(X), y, g, n_boot=150)
     assert r.verdict == "arc detected" and r.kind == "arc signal", r
     X, y, g = _planted(kind, 0.0, seed=1)
-    r = gates.feature_gate(gate, gates.FEATURES[gate](X), y, g, n_boot=150)
+    r = gates.feature_gate(gate, gates.GATES[gate].features(X), y, g, n_boot=150)
     assert r.verdict == "arc not detected", r
 
 

@@ -135,3 +135,77 @@ def test_memorisation_by_bin_fires_only_where_the_training_hosts_are_remembered(
     assert t.loc["large", "ci_low"] < 0 < t.loc["large", "ci_high"]
     assert tuple(t.loc["all lenses", ["gap", "ci_low", "ci_high"]]) == pytest.approx(
         risks.memorisation_gap(y, Ss, g + 10_000, y, Su, g, n_boot=200, seed=0))
+
+
+# ---------------------------------------------------------------- the register's families, one function each
+def test_core_shortcut_rows_fire_where_either_core_gate_does_and_are_quiet_only_where_both_pass():
+    g = pd.DataFrame({"candidate": ["paired_raw"] * 2 + ["unpaired_raw"] * 2,
+                      "gate": ["core LR", "nonlinear core"] * 2, "auroc": [0.55, 0.80, 0.52, 0.55],
+                      "ci_low": [0.50, 0.75, 0.48, 0.50], "ci_high": [0.60, 0.85, 0.56, 0.60],
+                      "verdict": ["no shortcut", "shortcut", "no shortcut", "no shortcut"]})
+    rows = risks.core_shortcut_rows(g, 0.65)
+    assert [r["verdict"] for r in rows] == ["fires", "quiet"]
+    assert rows[0]["threshold"] == "outside (0.35, 0.65)" and "nonlinear gate: 0.80" in rows[0]["measured"]
+
+
+def test_pool_confounder_rows_fire_on_pools_split_by_seeing_and_not_on_random_pools():
+    rng = np.random.default_rng(4)
+    n_hosts, k = 800, 2
+    host = np.repeat(np.arange(n_hosts), k)
+    psf = np.repeat(rng.uniform(1.0, 1.8, n_hosts), k)
+    meta = pd.DataFrame({"ra": host * 1.0, "dec": 0.0, "psf_fwhm_used_r": psf,
+                         "host_z": np.repeat(rng.uniform(0.3, 0.8, n_hosts), k)})
+    from lensnb.pools import host_key
+
+    keys = host_key(meta).to_numpy()
+    hosts = np.unique(keys)
+    lab = rng.permutation(len(hosts)) % 2
+    t = pd.DataFrame({"host": np.repeat(hosts, 2), "label": np.repeat(lab, 2)})
+    rows, res = risks.pool_confounder_rows(meta, t, hosts, 800, 0.65, n_boot=100, seed=0)
+    assert [r["verdict"] for r in rows] == ["quiet", "fires"]
+    assert res["planted"].statistic > 0.9 and 0.35 < res["random"].statistic < 0.65
+
+
+def test_processing_path_rows_are_quiet_for_identical_pairs_and_fire_on_a_planted_float16_trip():
+    rng = np.random.default_rng(5)
+    n = 120
+    ctrl = rng.normal(0, 1e-3, (n, 3, 64, 64)).astype(np.float32) + 0.01
+    rows, worst = risks.processing_path_rows(ctrl.copy(), ctrl, np.arange(n), n_boot=100, seed=0)
+    assert [r["verdict"] for r in rows] == ["quiet", "fires"] and len(worst) == 2
+
+
+def test_theta_and_variant_rows_read_planted_losses_and_skip_small_bins():
+    rng = np.random.default_rng(6)
+    n = 400
+    y = np.r_[np.ones(n, int), np.zeros(n, int)]
+    theta = np.r_[np.where(np.arange(n) % 2 == 0, 0.5, 2.0), np.full(n, np.nan)]
+    from lensnb.detectability import theta_bins
+
+    bins = theta_bins(theta, np.ones(2 * n))
+    S = np.stack([np.r_[np.where(theta[:n] < 1, rng.normal(0.5, 1, n), rng.normal(4, 1, n)), rng.normal(0, 1, n)]])
+    rows = risks.theta_rows(y, S, np.arange(2 * n), bins, 0.05, 0.25, n_boot=100, seed=0)
+    assert len(rows) == 1 and rows[0]["verdict"] == "fires"
+    few = np.r_[np.arange(0, 16, 2), np.arange(1, n, 2), np.arange(n, 2 * n)]  # 8 small-θ_E lenses: too few
+    assert risks.theta_rows(y[few], S[:, few], few, theta_bins(theta[few], np.ones(len(few))), 0.05, 0.25,
+                            n_boot=50, seed=0) == []
+    base = np.stack([np.r_[rng.normal(3, 1, n), rng.normal(0, 1, n)]])
+    worse = base.copy()
+    worse[:, :n] -= 2.0
+    rows, table = risks.variant_rows(y, base, np.arange(2 * n), {"clumpy sources": (worse, "source morphology", "m"),
+                                                                  "PSF FWHM +10%": (base, "PSF mismatch", "m")},
+                                     0.05, 0.05, 0.25, n_boot=100, seed=0)
+    got = {r["risk"]: r["verdict"] for r in rows}
+    assert got == {"source morphology: clumpy sources": "fires",
+                   "source morphology: clumpy sources, completeness": "fires", "PSF mismatch: PSF FWHM +10%": "quiet"}
+    assert list(table["variant"]) == ["clumpy sources", "PSF FWHM +10%"]
+
+
+def test_register_frame_marks_demonstrations_and_says_what_would_decide():
+    rows = [risks.register_row("a risk", "m", "x", 0.1, 0.0, 0.2, "mon", "> 0.05", "undecidable", "fix"),
+            risks.register_row("gate artifact: one-class slice", "m", "x", 0.5, np.nan, np.nan, "mon", "refuses",
+                               "refused by lensnb", "fix"),
+            risks.register_row("sim-to-real gap: recall on real lenses (planted)", "m", "x", -0.5, -0.6, -0.4, "mon",
+                               "< −0.25 (relative)", "fires", "fix")]
+    reg = risks.register_frame(rows)
+    assert list(reg["demonstration"]) == [False, True, True]
+    assert reg.loc[0, "to decide"].startswith("≈") and reg.loc[1, "size here (95% CI)"] == "0.500"
