@@ -164,10 +164,10 @@ def load_real(path) -> tuple[np.ndarray, pd.DataFrame]:
     file, row or column; npz bytes are never unpickled."""
     import pyarrow.parquet as pq
 
-    from .dataset import _files, decode_npz
+    from .dataset import manifest_files, decode_npz
 
     metas, imgs = [], []
-    for f in _files(path):
+    for f in manifest_files(path):
         try:
             t = pq.read_table(f)
         except Exception as exc:
@@ -525,10 +525,10 @@ def _confuser_dataset(preset: str, n_hosts: int, per_host: int, seed: int, overr
     import json
 
     from .config import PROCESSED_DIR
-    from .simulate import _code_hash, simulate
+    from .simulate import simulator_hash, simulate
 
     tag = "_o" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8] if overrides else ""
-    path = PROCESSED_DIR / f"conf_{preset}{tag}_h{n_hosts}_k{per_host}_s{seed}_{_code_hash()}.parquet"
+    path = PROCESSED_DIR / f"conf_{preset}{tag}_h{n_hosts}_k{per_host}_s{seed}_{simulator_hash()}.parquet"
     if not path.exists():
         simulate(preset, n_hosts, per_host, seed, path, confusers="all", preset_overrides=overrides)
     return path
@@ -972,11 +972,11 @@ def standin_real(n_hosts: int, seed: int, *, preset: str = "physical", clumpy_fr
     ``n_hosts`` hosts of another seed, one image per host (half lenses, half the host alone), written as a
     real-lens manifest so the ``DATA_REAL`` route runs end to end."""
     from .config import PROCESSED_DIR
-    from .simulate import _code_hash, cached_dataset
+    from .simulate import simulator_hash, cached_dataset
 
     over = {"src_clumpy_fraction": clumpy_fraction}
     src = cached_dataset(preset, n_hosts, 1, seed, preset_overrides=over)
-    path = PROCESSED_DIR / f"standin_real_{preset}_h{n_hosts}_s{seed}_c{clumpy_fraction:g}_{_code_hash()}.parquet"
+    path = PROCESSED_DIR / f"standin_real_{preset}_h{n_hosts}_s{seed}_c{clumpy_fraction:g}_{simulator_hash()}.parquet"
     if not path.exists():
         stamps, ctrls, meta = _load(src)
         t = unpaired_test_table(meta, seed)

@@ -205,7 +205,7 @@ def _open(f: Path) -> pq.ParquetFile:
 
 def validate_schema(path, required=REQUIRED) -> None:
     """Check every file's columns and types (no data read); one clear error naming file and column."""
-    for f in _files(path):
+    for f in manifest_files(path):
         schema = _open(f).schema_arrow
         for c in required:
             if c not in schema.names:
@@ -232,7 +232,7 @@ def validate(path, check_images: bool = True, batch_rows: int = 2048) -> int:
     validate_schema(path)
     seen: dict[tuple, str] = {}
     n = 0
-    for f in _files(path):
+    for f in manifest_files(path):
         pf = _open(f)
         if pf.metadata.num_rows == 0:
             raise ValueError(f"{f}: no rows")
@@ -268,7 +268,7 @@ def validate(path, check_images: bool = True, batch_rows: int = 2048) -> int:
     return n
 
 
-def _files(path) -> list[Path]:
+def manifest_files(path) -> list[Path]:
     p = Path(path)
     if p.is_dir():
         files = sorted(p.rglob("*.parquet"))
@@ -282,7 +282,7 @@ def _files(path) -> list[Path]:
 
 def read_metadata(path, columns=None) -> pd.DataFrame:
     """All non-image columns (or ``columns``) of a file or directory of Parquet files."""
-    ds = pads.dataset([str(f) for f in _files(path)], format="parquet")
+    ds = pads.dataset([str(f) for f in manifest_files(path)], format="parquet")
     names = [c for c in ds.schema.names if c not in NPZ_COLUMNS] if columns is None else list(columns)
     return ds.to_table(columns=names).to_pandas()
 
@@ -310,7 +310,7 @@ class StampStore:
         self.path = Path(path)
         if validate_schema_first:
             validate_schema(path)
-        self.files = _files(path)
+        self.files = manifest_files(path)
         self.meta = read_metadata(path)
         counts = [pq.ParquetFile(f).metadata.num_rows for f in self.files]
         self.starts = np.concatenate([[0], np.cumsum(counts)])

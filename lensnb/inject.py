@@ -24,7 +24,7 @@ from . import dataset, populations
 from .config import RADIUS_PX
 from .lensing import default_device
 from .render import MOFFAT_BETA, moffat_kernels
-from .simulate import BANDS, _t, injected_arcs
+from .simulate import BANDS, as_tensor, injected_arcs
 
 HOST_REQUIRED = ("ctrl_stamp_npz", "ra", "dec", "brickname", "psf_fwhm_used_r")
 FWHM_RATIO = {"g": 1.48 / 1.33, "r": 1.0, "z": 1.24 / 1.33}
@@ -35,7 +35,7 @@ def read_hosts(path, max_hosts: int | None = None) -> tuple[pd.DataFrame, np.nda
     """One row and one host image (3, 64, 64) per distinct (ra, dec); the first ``max_hosts`` if given."""
     dataset.validate_schema(path, required=HOST_REQUIRED)
     rows, imgs, seen = [], [], set()
-    for f in dataset._files(path):
+    for f in dataset.manifest_files(path):
         pf = pq.ParquetFile(f)
         names = [c for c in pf.schema_arrow.names if c != "stamp_npz"]
         offset = 0
@@ -99,10 +99,10 @@ def inject_arrays(hosts: pd.DataFrame, ctrl: np.ndarray, *, preset: str = "reque
             raise ValueError(f"{where}: preset {preset!r} ties theta_E to the host and needs column(s) {missing}")
     ctrl = np.asarray(ctrl, dtype=np.float32)
     hosts = host_frame(hosts, ctrl)
-    fwhm = _t(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(float), device, torch.float64)
+    fwhm = as_tensor(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(float), device, torch.float64)
     kernels = moffat_kernels(fwhm).float()
     meta, hidx, arcs = injected_arcs(hosts, per_host, spec, seed, kernels, supersample=supersample, device=device,
-                                     host_images=_t(ctrl, device))
+                                     host_images=as_tensor(ctrl, device))
     hidx = np.asarray(hidx, dtype=np.int64)
     stamps = ctrl[hidx] + np.float32(arc_scale) * arcs.cpu().numpy()
     for c in ("arc_snr", "arc_snr_r", "arc_flux_r"):

@@ -459,8 +459,8 @@ def sample_injections(hosts: pd.DataFrame, k: int, preset: dict, seed: int, draw
     if "z_s" in lens:
         z_s = lens["z_s"].to_numpy()
     else:  # a host-independent theta_E: the source redshift still follows the preset (for the record)
-        from .priors import MIN_DZ, _truncated_lognormal
-        z_s = _truncated_lognormal(u[2], preset["zs_median"], preset["zs_log_sd"],
+        from .priors import MIN_DZ, truncated_lognormal
+        z_s = truncated_lognormal(u[2], preset["zs_median"], preset["zs_log_sd"],
                                    z_host + MIN_DZ)
     s = u[LENS_DRAWS:]  # the source's variates: magnitude, g-r, r-z, size, axis ratio, angle
     sm, sr = preset["src_mag_r"], preset["src_r_eff"]

@@ -103,7 +103,7 @@ LENS_DRAWS = 9
 MIN_DZ = 0.1
 
 
-def _truncated_lognormal(u, median, log_sd, low):
+def truncated_lognormal(u, median, log_sd, low):
     """Inverse-CDF draw of ln z ~ N(ln median, log_sd) truncated to z > low (no clipping pile-up)."""
     from scipy.special import ndtr, ndtri
 
@@ -151,7 +151,7 @@ def lens_from_uniforms(theta_spec: dict, beta_spec: dict, mass_e_sd: float, shea
             raise ValueError("theta_e.dist 'host' needs sigma_v, z_l, zs_median and zs_log_sd")
         sigma_v = np.broadcast_to(np.asarray(sigma_v, dtype=float), (n,))
         z_l = np.broadcast_to(np.asarray(z_l, dtype=float), (n,))
-        z_s = _truncated_lognormal(u[2], zs_median, zs_log_sd, z_l + MIN_DZ)
+        z_s = truncated_lognormal(u[2], zs_median, zs_log_sd, z_l + MIN_DZ)
         theta = einstein_radius_sis(sigma_v, z_l, z_s)
         out.update(sigma_v=np.array(sigma_v), z_l=np.array(z_l), z_s=z_s)
     else:

@@ -50,19 +50,21 @@ def _chunked(fn, n: int, chunk: int, out_shape, device) -> torch.Tensor:
     return out
 
 
-def _t(a, device, dtype=torch.float32):
+def as_tensor(a, device, dtype=torch.float32):
+    """``a`` (array-like) as a tensor of ``dtype`` on ``device``, read through float64 (so columns of any numeric
+    dtype convert alike)."""
     return torch.as_tensor(np.array(a, dtype=np.float64), dtype=dtype, device=device)
 
 
 def lens_source_tensors(meta: pd.DataFrame, device=None, dtype=torch.float32) -> tuple[dict, dict]:
     """The renderer's inputs from injection columns: (lens: theta_e, q, phi, gamma1, gamma2; source: x, y,
     r_eff, n, q, phi), tensors (N,) [arcsec, radians] on ``device``."""
-    lens = {k: _t(meta[c], device, dtype) for k, c in (("theta_e", "theta_e_arcsec"), ("q", "lens_q"),
+    lens = {k: as_tensor(meta[c], device, dtype) for k, c in (("theta_e", "theta_e_arcsec"), ("q", "lens_q"),
                                                        ("phi", "lens_phi_rad"), ("gamma1", "shear_gamma1"),
                                                        ("gamma2", "shear_gamma2"))}
     for k, c in (("x0", "host_x_arcsec"), ("y0", "host_y_arcsec")):  # the lens sits on the host's centre
-        lens[k] = _t(meta[c] if c in meta else np.zeros(len(meta)), device, dtype)
-    src = {k: _t(meta[c], device, dtype) for k, c in (("x", "src_x_arcsec"), ("y", "src_y_arcsec"),
+        lens[k] = as_tensor(meta[c] if c in meta else np.zeros(len(meta)), device, dtype)
+    src = {k: as_tensor(meta[c], device, dtype) for k, c in (("x", "src_x_arcsec"), ("y", "src_y_arcsec"),
                                                       ("r_eff", "src_r_eff_arcsec"), ("n", "src_n_sersic"),
                                                       ("q", "src_q"), ("phi", "src_phi_rad"))}
     if "src_n_knots" in meta and (meta["src_n_knots"].to_numpy() > 0).any():  # clumpy sources: (N, MAX_KNOTS)
@@ -83,7 +85,7 @@ def _amps(frame: pd.DataFrame, prefix: str, r_eff, n) -> np.ndarray:
 def _photon_noise(light: torch.Tensor, seed: int, stream: int, keys) -> torch.Tensor:
     """Photon noise [nmgy/pixel] of noise-free ``light`` (N, 3, S, S): Gaussian with variance light / (electrons per
     nmgy) per band (``populations.electrons_per_nmgy``); counter-based draws keyed by (seed, stream, keys)."""
-    e = _t(populations.electrons_per_nmgy(), light.device)[None, :, None, None]
+    e = as_tensor(populations.electrons_per_nmgy(), light.device)[None, :, None, None]
     return rng.normal(seed, stream, keys, tuple(light.shape[1:]), light.device) * (light.clamp_min(0) / e).sqrt()
 
 
@@ -112,10 +114,10 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
     img = torch.zeros((H, *shape), dtype=torch.float32, device=device)
     for r_eff, n, phi, f in comps:
         r_eff, n = np.asarray(r_eff, float), np.asarray(n, float)
-        params = {"x": _t(st["host_x_arcsec"], device), "y": _t(st["host_y_arcsec"], device),
-                  "r_eff": _t(r_eff, device), "n": _t(n, device), "q": _t(hosts["host_q"], device),
-                  "phi": _t(phi, device)}
-        amps = _t(mags * f / sersic_total_flux_per_amp(r_eff, n)[:, None], device)
+        params = {"x": as_tensor(st["host_x_arcsec"], device), "y": as_tensor(st["host_y_arcsec"], device),
+                  "r_eff": as_tensor(r_eff, device), "n": as_tensor(n, device), "q": as_tensor(hosts["host_q"], device),
+                  "phi": as_tensor(phi, device)}
+        amps = as_tensor(mags * f / sersic_total_flux_per_amp(r_eff, n)[:, None], device)
         img += _chunked(lambda sl: render_sersic({k: v[sl] for k, v in params.items()}, amps[sl], supersample),
                         H, chunk, shape, device)
     if "host_tidal_flux_frac" in st and (st["host_tidal_flux_frac"].to_numpy(float) > 0).any():
@@ -128,9 +130,9 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
     if len(companions):
         gal = pd.concat([gal, companions], ignore_index=True)
     if len(gal):
-        p = {c: _t(gal[c], device) for c in ("x", "y", "r_eff", "q", "phi")}
-        p["n"] = _t(np.ones(len(gal)), device)
-        a = _t(_amps(gal, "mag_", gal["r_eff"], np.ones(len(gal))), device)
+        p = {c: as_tensor(gal[c], device) for c in ("x", "y", "r_eff", "q", "phi")}
+        p["n"] = as_tensor(np.ones(len(gal)), device)
+        a = as_tensor(_amps(gal, "mag_", gal["r_eff"], np.ones(len(gal))), device)
         img.index_add_(0, torch.as_tensor(gal["host_row"].to_numpy(np.int64).copy(), device=device),
                        _chunked(lambda sl: render_sersic({k: v[sl] for k, v in p.items()}, a[sl], supersample),
                                 len(gal), chunk, shape, device))
@@ -140,17 +142,17 @@ def render_hosts(hosts: pd.DataFrame, seed: int, *, supersample: int, noise: boo
         row = np.rint(stars["y"].to_numpy(float) / PIXEL_SCALE + CENTER_PIX).astype(np.int64)
         ok = (row >= 0) & (row < STAMP_SIZE) & (col >= 0) & (col < STAMP_SIZE)
         hr = stars["host_row"].to_numpy(np.int64)[ok]
-        flux = _t(np.stack([mag_to_nmgy(stars[f"mag_{b}"].to_numpy(float)[ok]) for b in BANDS], 1), device)
+        flux = as_tensor(np.stack([mag_to_nmgy(stars[f"mag_{b}"].to_numpy(float)[ok]) for b in BANDS], 1), device)
         for b in range(3):
             idx = tuple(torch.as_tensor(v, device=device) for v in (hr, np.full(len(hr), b), row[ok], col[ok]))
             img.index_put_(idx, flux[:, b], accumulate=True)
-    fwhm = _t(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(), device, torch.float64)
+    fwhm = as_tensor(hosts[[f"psf_fwhm_used_{b}" for b in BANDS]].to_numpy(), device, torch.float64)
     kernels = moffat_kernels(fwhm, beta=psf_beta).to(img.dtype)
     out = _chunked(lambda sl: convolve(img[sl], kernels[sl]), H, chunk, shape, device)
     if real["poisson"]:
         out = out + _photon_noise(out, seed, 5, hosts["host_id"].to_numpy(np.int64))
     if noise:
-        sig = _t(hosts[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
+        sig = as_tensor(hosts[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
         out = out + sky_noise(seed, hosts["host_id"].to_numpy(np.int64), real["noise_corr"], device) * sig
     return out, kernels
 
@@ -276,7 +278,7 @@ def _draw_arcs(hosts, per_host, preset, seed, kernels, supersample, device, refi
     lens, src = lens_source_tensors(meta, device)
     meta["supersampling_arc"] = (refined_supersampling(meta["src_r_eff_arcsec"].to_numpy(), supersample) if refine
                                  else supersample)
-    amps = _t(meta[[f"src_amp_{b}" for b in BANDS]].to_numpy(), device)
+    amps = as_tensor(meta[[f"src_amp_{b}" for b in BANDS]].to_numpy(), device)
     kern = kernels[torch.as_tensor(np.array(hidx, dtype=np.int64), device=device)]
 
     def arcs(sl):
@@ -297,7 +299,7 @@ def _draw_arcs(hosts, per_host, preset, seed, kernels, supersample, device, refi
 def arc_stats(meta: pd.DataFrame, arcs_t: torch.Tensor) -> None:
     """Set arc_snr, arc_snr_r, arc_flux_r, arc_core_flux_frac_r of ``meta`` from the noise-free added light."""
     device = arcs_t.device
-    sig_t = _t(meta[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
+    sig_t = as_tensor(meta[[f"noise_sigma_{b}" for b in BANDS]].to_numpy(), device)[:, :, None, None]
     snr2 = ((arcs_t / sig_t) ** 2).sum(dim=(2, 3)).double()
     flux_r = arcs_t[:, 1].sum(dim=(1, 2)).double()
     core_r = arcs_t[:, 1, CORE_SLICE, CORE_SLICE].sum(dim=(1, 2)).double()
@@ -438,6 +440,30 @@ def simulate(preset: str, n_hosts: int, per_host: int, seed: int, out, *, noise:
     return pd.concat(metas, ignore_index=True)
 
 
+def cli_overrides(preset: str, realism=(), *, no_noise: bool = False, clumpy: float | None = None) -> dict:
+    """Preset overrides from the command line: ``realism`` items "OPTION=VALUE" (values read as YAML: true, 0.3)
+    replace single realism options of the preset; ``no_noise`` also turns its photon noise off; ``clumpy`` sets
+    the share of clumpy sources. An unknown option or a malformed item raises ValueError naming it."""
+    import yaml
+
+    spec = populations.get_preset(preset)
+    real = dict(spec.get("realism", populations.REALISM_OFF))
+    for item in realism:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--realism {item!r}: expected OPTION=VALUE")
+        if key.strip() not in populations.REALISM_OFF:
+            raise ValueError(f"--realism {item!r}: unknown option {key.strip()!r}; options: "
+                             f"{', '.join(populations.REALISM_OFF)}")
+        real[key.strip()] = yaml.safe_load(value)
+    if no_noise:
+        real["poisson"] = False
+    over = {} if real == spec.get("realism") else {"realism": real}
+    if clumpy is not None:
+        over["src_clumpy_fraction"] = clumpy
+    return over
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lensnb.simulate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True, choices=sorted(populations.PRESETS))
@@ -445,8 +471,14 @@ def main(argv=None) -> int:
     ap.add_argument("--per-host", type=int, required=True, help="injections per host")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, help="output Parquet file")
-    ap.add_argument("--no-noise", action="store_true", help="no sky noise (noise-free stamps)")
-    ap.add_argument("--arc-noise", action="store_true", help="add Poisson-like noise of the arc")
+    ap.add_argument("--no-noise", action="store_true",
+                    help="noise-free stamps: no sky noise and no photon noise of host or arc (overrides --arc-noise)")
+    ap.add_argument("--no-sky-noise", action="store_true",
+                    help="no sky noise; the preset's photon noise of host and arc stays (its realism 'poisson')")
+    ap.add_argument("--arc-noise", action="store_true", help="add photon noise of the arc (presets without 'poisson')")
+    ap.add_argument("--realism", action="append", default=[], metavar="OPTION=VALUE",
+                    help="switch one realism option of the preset, e.g. poisson=false, noise_corr=0, "
+                         "companions_per_host=0 (repeatable; options: " + ", ".join(populations.REALISM_OFF) + ")")
     ap.add_argument("--supersample", type=int, default=3)
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     ap.add_argument("--clumpy", type=float, default=None, metavar="FRACTION",
@@ -456,9 +488,10 @@ def main(argv=None) -> int:
                          "unlensed_source, or all (confuser_type column; ctrl_stamp_npz = the host alone)")
     a = ap.parse_args(argv)
     try:
-        meta = simulate(a.preset, a.hosts, a.per_host, a.seed, a.out, noise=not a.no_noise, arc_noise=a.arc_noise,
-                        supersample=a.supersample, device=a.device, confusers=a.confusers,
-                        preset_overrides=None if a.clumpy is None else {"src_clumpy_fraction": a.clumpy})
+        over = cli_overrides(a.preset, a.realism, no_noise=a.no_noise, clumpy=a.clumpy)
+        meta = simulate(a.preset, a.hosts, a.per_host, a.seed, a.out, noise=not (a.no_noise or a.no_sky_noise),
+                        arc_noise=a.arc_noise and not a.no_noise, supersample=a.supersample, device=a.device,
+                        confusers=a.confusers, preset_overrides=over or None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -470,7 +503,9 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def _code_hash() -> str:
+def simulator_hash() -> str:
+    """A 10-hex-digit hash of the simulator's source files: part of every cached dataset's name, so a change to the
+    simulator re-simulates instead of reusing stale data."""
     import hashlib
     from pathlib import Path
 
@@ -508,7 +543,7 @@ def cached_dataset(preset: str, n_hosts: int, per_host: int, seed: int, *, super
         base = cached_dataset(preset, n_hosts, per_host, seed, supersample=supersample, device=device)
         draws = pq.read_table(base, columns=["detect_draws"]).column(0).to_numpy()
         tag += "_same"
-    path = PROCESSED_DIR / f"sim_{preset}{tag}_h{n_hosts}_k{per_host}_s{seed}_ss{supersample}_{_code_hash()}.parquet"
+    path = PROCESSED_DIR / f"sim_{preset}{tag}_h{n_hosts}_k{per_host}_s{seed}_ss{supersample}_{simulator_hash()}.parquet"
     if not path.exists():
         simulate(preset, n_hosts, per_host, seed, path, supersample=supersample, device=device,
                  preset_overrides=preset_overrides, draw_rounds=draws)

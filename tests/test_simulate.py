@@ -151,3 +151,25 @@ def test_unknown_preset_and_bad_sizes():
     with pytest.raises(ValueError, match="at least 1"):
         simulate.simulate("request", 0, 1, 0, "/tmp/never.parquet", progress=False)
     assert not Path("/tmp/never.parquet").exists()
+
+
+def test_noise_flags_turn_off_what_they_name(tmp_path):
+    """--no-noise: noise-free stamps (no sky noise, no photon noise): every pixel of the light is >= 0 and the
+    pair differs only by the arc; --no-sky-noise keeps the preset's photon noise; --realism switches one option."""
+    runs = {}
+    for name, flags in {"none": ["--no-noise"], "photon": ["--no-sky-noise"],
+                        "none_by_option": ["--no-sky-noise", "--realism", "poisson=false"]}.items():
+        out = tmp_path / f"{name}.parquet"
+        assert simulate.main(["--preset", "physical", "--hosts", "3", "--per-host", "1", "--seed", "2", "--out", str(out),
+                              "--device", "cpu", *flags]) == 0
+        runs[name] = dataset.load(out)[0]
+    none, photon = runs["none"], runs["photon"]
+    assert (none["ctrl_stamp_npz"] >= 0).all() and (none["stamp_npz"] >= none["ctrl_stamp_npz"] - 1e-7).all()
+    assert not np.array_equal(photon["ctrl_stamp_npz"], none["ctrl_stamp_npz"])  # photon noise of the host stays
+    np.testing.assert_array_equal(runs["none_by_option"]["ctrl_stamp_npz"], none["ctrl_stamp_npz"])
+    assert simulate.cli_overrides("physical", ["noise_corr=0"])["realism"]["noise_corr"] == 0
+    assert simulate.cli_overrides("physical", []) == {}
+    with pytest.raises(ValueError, match="unknown option 'sky'"):
+        simulate.cli_overrides("physical", ["sky=0"])
+    with pytest.raises(ValueError, match="expected OPTION=VALUE"):
+        simulate.cli_overrides("physical", ["poisson"])
