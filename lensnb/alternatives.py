@@ -270,7 +270,7 @@ def differences_by_lens(out: dict, tests: dict, *, n_boot: int, seed: int, margi
     brightness. Columns: candidate, test set, lenses (bin), positives, change, ci_low, ci_high, reading
     (:func:`lens_reading`); a bin with fewer than ``min_positives`` test lenses gets no interval."""
     from .experiment import theta_bins
-    from .metrics import seeded_difference
+    from .metrics import bin_levels, seeded_difference
 
     rows = []
     for tname in ("primary", "bright"):
@@ -278,9 +278,7 @@ def differences_by_lens(out: dict, tests: dict, *, n_boot: int, seed: int, margi
             continue
         ts = tests[tname]
         base = out["scores"][(BASELINE, tname)]
-        bins = theta_bins(ts.table["theta_e_arcsec"], ts.table["psf_fwhm_used_r"])
-        levels = [("all test lenses", np.ones(len(ts.y), bool))] + \
-                 [(lv, np.asarray(bins == lv) | (ts.y == 0)) for lv in bins.categories]
+        levels = bin_levels(ts.y, theta_bins(ts.table["theta_e_arcsec"], ts.table["psf_fwhm_used_r"]), "all test lenses")
         for c in out["summary"]["candidate"]:
             if c == BASELINE or (c, tname) not in out["scores"]:
                 continue
@@ -312,7 +310,7 @@ def completeness_change(out: dict, tests: dict, ref: tuple[str, str], new: tuple
     ("lower", "higher", "no difference shown"). A side with fewer than ``min_positives`` lenses in a bin gets no
     completeness there, and the bin no change."""
     from .experiment import theta_bins
-    from .metrics import tpr_change_at_fpr
+    from .metrics import bin_levels, tpr_change_at_fpr
 
     (ca, ta), (cb, tb) = ref, new
     A, B = tests[ta], tests[tb]
@@ -320,10 +318,9 @@ def completeness_change(out: dict, tests: dict, ref: tuple[str, str], new: tuple
         raise ValueError(f"completeness_change: test sets {ta!r} and {tb!r} do not share rows and hosts")
     Sa, Sb = out["scores"][(ca, ta)], out["scores"][(cb, tb)]
     y, g = A.y, A.hosts
-    ba = theta_bins(A.table["theta_e_arcsec"], A.table["psf_fwhm_used_r"])
-    bb = theta_bins(B.table["theta_e_arcsec"], B.table["psf_fwhm_used_r"])
-    levels = [("all test lenses", np.ones(len(y), bool), np.ones(len(y), bool))]
-    levels += [(lv, np.asarray(ba == lv), np.asarray(bb == lv)) for lv in ba.categories]
+    ba, bb = (bin_levels(y, theta_bins(t.table["theta_e_arcsec"], t.table["psf_fwhm_used_r"]), "all test lenses")
+              for t in (A, B))
+    levels = [(a, sa, sb) for (a, sa), (b, sb) in zip(ba, bb) if a == b]
     rows = []
     for lv, sa, sb in levels:
         na, nb = int((sa & (y == 1)).sum()), int((sb & (y == 1)).sum())
@@ -793,33 +790,23 @@ def _auc_row(name, y, S, g, n_boot, seed):
 JUDGE_GATES = gates.CORE_GATES + ("radial-profile LR",)  # from the registry: each candidate's own training input
 
 
-def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_per_class: dict, seed: int, seeds,
-        train_kw: dict, cache: str | None = None, dropout_p: float = 0.5, dropout_radius_px: float = 5.0,
-        shuffle_share: float = 0.25, confuser_share: float = 0.25, gate_threshold: float = gates.THRESHOLD, n_boot: int = 500,
-        fprs=(0.01, 0.001), counter_radius_fwhm: float = 0.75, reliance_relative: float = 0.2,
-        loss_margin: float = LOSS_MARGIN, progress: bool = True) -> dict:
-    """Train every candidate (one model per training seed, cached by its inputs) and judge it on the common
-    test sets. Returns tables: ``results`` (candidate x test set AUROC), ``summary`` (one row per candidate:
-    primary AUROC, difference from the baseline, TPR at low FPR, AUROC at the other brightness, core gates on
-    the candidate's own input, the shortcut verdict), ``gates``, ``theta`` (TPR by theta_E / FWHM),
-    ``snr`` (completeness against arc S/N), ``confusers`` (FPR per type), ``reliance`` (the one reliance measure,
-    ``experiment.reliance_by_bin``: the share of skill above chance lost, and the AUROC drop, when the core box or the
-    counter-image disk of ``counter_radius_fwhm`` FWHM is filled from each image's own control, per theta_E bin;
-    empty when the test set has no controls), ``gate_bins`` (the core gates per θ_E/FWHM bin of the training lenses,
-    ``gates.gate_by_bin``), ``memorisation`` (the baseline's seen- minus unseen-host AUROC per bin, ``memorisation``),
-    ``kinds`` (the hard-negative mix), ``tables`` (candidate -> its train/val sample tables) and ``models`` (candidate
-    -> trained models, one per seed)."""
+def train_candidates(cands, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_per_class: dict, seed: int,
+                     seeds, train_kw: dict, cache: str | None = None, dropout_p: float = 0.5,
+                     dropout_radius_px: float = 5.0, shuffle_share: float = 0.25, confuser_share: float = 0.25,
+                     gate_threshold: float = gates.THRESHOLD, n_boot: int = 500, counter_radius_fwhm: float = 0.75,
+                     progress: bool = True) -> dict:
+    """Train every candidate (``Candidate`` objects; one model per training seed, cached by its inputs), score it on
+    every test set (and on the primary set with the core box or counter-image disk of ``counter_radius_fwhm`` FWHM
+    filled from each image's own control), and run the registered gates ``JUDGE_GATES`` on its own training input
+    (all lenses, and the core gates per θ_E/FWHM bin of the training lenses). Returns {"split", "scores",
+    "gates", "gate_bins", "kinds", "timing", "models", "tables", "hidden"}: the inputs of ``judge``."""
     import time
 
     from tqdm import tqdm
 
-    from .experiment import reliance_by_bin, theta_bins, train_cached
-    from .metrics import difference_verdict, seeded_differences
+    from .experiment import train_cached
     from .train import predict
 
-    cands = get_candidates([c.name if isinstance(c, Candidate) else c for c in candidates])
-    if BASELINE not in [c.name for c in cands]:
-        raise ValueError(f"the candidates must include the baseline {BASELINE!r}")
     seeds = list(seeds)
     meta = data["meta"]
     split = data.get("split") or pools.split_hosts(meta, n_hosts, seed)
@@ -878,8 +865,26 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
                                                        seed=seed, model=gate.model).assign(candidate=cand.name))
         timing[cand.name] = {"train_s": t1 - t0, "judge_s": time.perf_counter() - t1,
                              "images_per_s": float(np.mean([m.images_per_s for m in models]))}
+    return {"split": split, "scores": scores, "gates": pd.DataFrame(gate_rows),
+            "gate_bins": pd.concat(gate_bin_rows, ignore_index=True) if gate_bin_rows else pd.DataFrame(),
+            "kinds": kinds, "timing": pd.DataFrame(timing).T, "models": trained, "tables": train_tables,
+            "hidden": list(hidden)}
+
+
+def judge(cands, trained: dict, data: dict, tests: dict[str, TestSet], *, seed: int, n_boot: int = 500,
+          fprs=(0.01, 0.001), reliance_relative: float = 0.2, loss_margin: float = LOSS_MARGIN) -> dict:
+    """Judge trained candidates (``train_candidates``' output) on the common test sets: AUROC on every test set,
+    the difference from the baseline (joint host bootstrap, 95% and 90%), TPR at the ``fprs`` working points, the
+    core gates' shortcut verdict, TPR per θ_E/FWHM and S/N bin, FPR on each confuser type, the reliance on the core
+    and counter-image (``experiment.reliance_by_bin``) and the baseline's host memorisation. Returns ``trained``'s
+    keys with the judged tables added (see ``run``)."""
+    from .experiment import reliance_by_bin, theta_bins
+    from .metrics import difference_verdict, seeded_differences
+
+    scores, gate_df = trained["scores"], trained["gates"]
+    trained_models, train_tables, hidden = trained["models"], trained["tables"], trained["hidden"]
+    prim = tests["primary"]
     done = [c for c in cands if (c.name, "primary") in scores]
-    gate_df = pd.DataFrame(gate_rows)
 
     # AUROC on every test set that has both classes
     res_rows = []
@@ -955,15 +960,41 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
             rel_rows.append(reliance_by_bin(sc, prim.table, bins, fit_hosts=None, relative=reliance_relative,
                                             n_boot=n_boot, seed=seed).assign(candidate=c.name))
     summ = pd.DataFrame(summary)
-    memo = memorisation(CANDIDATES[BASELINE], trained.get(BASELINE), data, train_tables.get(BASELINE), prim, bins,
+    memo = memorisation(CANDIDATES[BASELINE], trained_models.get(BASELINE), data, train_tables.get(BASELINE), prim, bins,
                         seed=seed, n_boot=n_boot, primary_scores=scores.get((BASELINE, "primary")))
-    return {"split": split, "tables": train_tables, "memorisation": memo, "scores": scores, "results": res, "summary": summ, "ranked": rank(summ, f"tpr_{fprs[0]:g}"
-            if summ[f"tpr_{fprs[0]:g}"].notna().any() else "auroc", margin=loss_margin),
-            "gates": gate_df, "gate_bins": pd.concat(gate_bin_rows, ignore_index=True) if gate_bin_rows else pd.DataFrame(),
-            "theta": pd.DataFrame(theta_rows), "snr": pd.DataFrame(snr_rows),
-            "confusers": pd.DataFrame(conf_rows),
-            "reliance": pd.concat(rel_rows, ignore_index=True) if rel_rows else pd.DataFrame(), "kinds": kinds,
-            "timing": pd.DataFrame(timing).T, "n_test_negatives": n_neg, "fprs": list(fprs), "models": trained}
+    ranked = rank(summ, f"tpr_{fprs[0]:g}" if summ[f"tpr_{fprs[0]:g}"].notna().any() else "auroc", margin=loss_margin)
+    return {**trained, "memorisation": memo, "results": res, "summary": summ, "ranked": ranked,
+            "theta": pd.DataFrame(theta_rows), "snr": pd.DataFrame(snr_rows), "confusers": pd.DataFrame(conf_rows),
+            "reliance": pd.concat(rel_rows, ignore_index=True) if rel_rows else pd.DataFrame(),
+            "n_test_negatives": n_neg, "fprs": list(fprs)}
+
+
+def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_per_class: dict, seed: int, seeds,
+        train_kw: dict, cache: str | None = None, dropout_p: float = 0.5, dropout_radius_px: float = 5.0,
+        shuffle_share: float = 0.25, confuser_share: float = 0.25, gate_threshold: float = gates.THRESHOLD, n_boot: int = 500,
+        fprs=(0.01, 0.001), counter_radius_fwhm: float = 0.75, reliance_relative: float = 0.2,
+        loss_margin: float = LOSS_MARGIN, progress: bool = True) -> dict:
+    """Train every candidate (one model per training seed, cached by its inputs) and judge it on the common
+    test sets. Returns tables: ``results`` (candidate x test set AUROC), ``summary`` (one row per candidate:
+    primary AUROC, difference from the baseline, TPR at low FPR, AUROC at the other brightness, core gates on
+    the candidate's own input, the shortcut verdict), ``gates``, ``theta`` (TPR by theta_E / FWHM),
+    ``snr`` (completeness against arc S/N), ``confusers`` (FPR per type), ``reliance`` (the one reliance measure,
+    ``experiment.reliance_by_bin``: the share of skill above chance lost, and the AUROC drop, when the core box or the
+    counter-image disk of ``counter_radius_fwhm`` FWHM is filled from each image's own control, per theta_E bin;
+    empty when the test set has no controls), ``gate_bins`` (the core gates per θ_E/FWHM bin of the training lenses,
+    ``gates.gate_by_bin``), ``memorisation`` (the baseline's seen- minus unseen-host AUROC per bin, ``memorisation``),
+    ``kinds`` (the hard-negative mix), ``tables`` (candidate -> its train/val sample tables) and ``models`` (candidate
+    -> trained models, one per seed)."""
+    cands = get_candidates([c.name if isinstance(c, Candidate) else c for c in candidates])
+    if BASELINE not in [c.name for c in cands]:
+        raise ValueError(f"the candidates must include the baseline {BASELINE!r}")
+    trained = train_candidates(cands, data, tests, n_hosts=n_hosts, n_per_class=n_per_class, seed=seed, seeds=seeds,
+                               train_kw=train_kw, cache=cache, dropout_p=dropout_p, dropout_radius_px=dropout_radius_px,
+                               shuffle_share=shuffle_share, confuser_share=confuser_share,
+                               gate_threshold=gate_threshold, n_boot=n_boot, counter_radius_fwhm=counter_radius_fwhm,
+                               progress=progress)
+    return judge(cands, trained, data, tests, seed=seed, n_boot=n_boot, fprs=fprs, reliance_relative=reliance_relative,
+                 loss_margin=loss_margin)
 
 
 # --------------------------------------------------------------------------- the chapter's data

@@ -420,6 +420,20 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
                     "what would change it": f"nothing: with rows as the unit, copies of one galaxy sit on both sides of "
                                             f"a fold (the unpaired core gate reads {pl:.3f} with plain k-fold against "
                                             f"{gr:.3f} with host-grouped folds; pools chapter, protocol traps)"})
+    if G.has("08_alternatives", "alt_cost_change", "alt_cost_lo", "alt_cost_hi", "alt_cost_reading"):
+        ch = _ci(G("08_alternatives", "alt_cost_change"), G("08_alternatives", "alt_cost_lo"),
+                 G("08_alternatives", "alt_cost_hi"))
+        reading = _strip(G("08_alternatives", "alt_cost_reading"))
+        fpr = (f" at {float(G('08_alternatives', 'alt_cost_fpr_pct')):g}% FPR"
+               if G.has("08_alternatives", "alt_cost_fpr_pct") else "")
+        dec.append({"next step": ("Train at the brightness of the lenses you search" if reading == "lower" else
+                                  "Keep the arc brightness, and check it on your data" if reading == "no difference shown"
+                                  else "Keep the arc brightness"),
+                    "what it costs": "re-injection at the `detectable` source magnitudes (`python -m lensnb.inject "
+                                     "--preset detectable`) and one training per seed",
+                    "what would change it": f"the completeness change on `detectable` lenses{fpr} (now {ch}, {reading}; "
+                                            "alternatives chapter, brightness-cost table) measured on your data "
+                                            "(`DATA=`)"})
     dec.append({"next step": "Run the monitors on every training set and model",
                 "what it costs": "`python -m lensnb.gates PATH [--model CHECKPOINT]`, no training",
                 "what would change it": "any monitor firing (failure-modes chapter, the register)"})

@@ -14,7 +14,8 @@ import pandas as pd
 
 from . import gates, pools
 from .detectability import theta_bins  # noqa: F401  (the chapters' θ_E/FWHM bins: experiment.theta_bins)
-from .metrics import equivalence_verdict, fast_auroc, seeded_auroc, seeded_difference, seeded_differences
+from .metrics import (bin_levels, equivalence_verdict, fast_auroc, seeded_auroc, seeded_difference,
+                      seeded_differences)
 from .train import predict, train
 
 
@@ -52,6 +53,39 @@ def seen_host_table(train_table: pd.DataFrame, meta: pd.DataFrame, n: int, seed:
     return pd.concat(out, ignore_index=True)
 
 
+@dataclass
+class ChapterData:
+    """What the design chapters (pools, training, gates, sample size) start from: the images and metadata, the
+    sizes planned from what the data hold (``pools.plan_sizes``), the host split and the data's fingerprint (the
+    key of cached results)."""
+
+    stamps: object
+    ctrls: object
+    meta: pd.DataFrame
+    plan: object
+    split: dict
+    fingerprint: str
+
+    @property
+    def sizes_note(self) -> str:
+        """The plan's note on reduced sizes, or how the hosts are split when the sizes are as asked."""
+        return self.plan.note or f"Sizes as requested; hosts are split by {self.plan.split_by}."
+
+
+def load_chapter(data: str, preset: str, n_hosts: dict, per_host: int, seed: int, n_per_class: dict, *,
+                 split_by: str = "auto") -> ChapterData:
+    """Load (or simulate: ``data`` empty) a chapter's data, plan its sizes and split its hosts, as every design
+    chapter starts: ``n_hosts`` {"train", "val", "test"} and ``n_per_class`` as the profile asks, scaled down to
+    what the data hold."""
+    from .simulate import data_fingerprint, load_or_simulate
+
+    n_all = sum(n_hosts.values())
+    stamps, ctrls, meta = load_or_simulate(data, preset, n_all, per_host, seed)
+    plan = pools.plan_sizes(meta, n_hosts, n_per_class, seed, split_by=split_by, where="data" if not data else data)
+    split = pools.split_hosts(meta, plan.n_hosts, seed, by=plan.split_by)
+    return ChapterData(stamps, ctrls, meta, plan, split, data_fingerprint(data, preset, n_all, per_host, seed))
+
+
 def memorisation_by_bin(seen: tuple, unseen: tuple, *, n_boot: int, seed: int, min_positives: int = 10) -> pd.DataFrame:
     """Host memorisation per lens bin: AUROC on new injections into the *training* hosts minus AUROC on unseen
     hosts (seeds averaged, one joint host bootstrap, 95% interval), on all lenses and per θ_E/FWHM bin. ``seen``
@@ -61,10 +95,8 @@ def memorisation_by_bin(seen: tuple, unseen: tuple, *, n_boot: int, seed: int, m
     either side gets no interval."""
     (ys, Ss, gs, bs), (yu, Su, gu, bu) = seen, unseen
     ys, yu = np.asarray(ys), np.asarray(yu)
-    bs, bu = pd.Categorical(bs), pd.Categorical(bu)
     rows = []
-    levels = [("all lenses", np.ones(len(ys), bool), np.ones(len(yu), bool))] + [
-        (str(c), np.asarray(bs == c) | (ys == 0), np.asarray(bu == c) | (yu == 0)) for c in bu.categories]
+    levels = [(a, ms, mu) for (a, ms), (b, mu) in zip(bin_levels(ys, bs), bin_levels(yu, bu)) if a == b]
     for lv, ms, mu in levels:
         ps, pu = int((ms & (ys == 1)).sum()), int((mu & (yu == 1)).sum())
         row = {"lenses": lv, "positives (seen hosts)": ps, "positives (unseen hosts)": pu}

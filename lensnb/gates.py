@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from .config import CORE_SLICE, RADIUS_PX as _R, STAMP_SIZE
-from .metrics import cluster_bootstrap_ci
+from .metrics import bin_levels, cluster_bootstrap_ci
 
 
 @dataclass
@@ -364,10 +364,8 @@ def gate_by_bin(name: str, X, y, groups, bins, threshold: float = THRESHOLD, n_f
 
     y, groups = np.asarray(y), np.asarray(groups)
     s = cached_cv_scores(X, y, groups, n_folds=n_folds, model=model, seed=seed)
-    bins = pd.Categorical(bins)
     rows = []
-    for lv, sel in [("all lenses", np.ones(len(y), bool))] + [(str(c), np.asarray(bins == c) | (y == 0))
-                                                               for c in bins.categories]:
+    for lv, sel in bin_levels(y, bins):
         npos = int((sel & (y == 1)).sum())
         row = {"gate": name, "lenses": lv, "positives": npos}
         if npos >= min_positives:

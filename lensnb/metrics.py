@@ -268,6 +268,16 @@ def within_across_auroc(y, score, groups) -> tuple[float, float]:
     return float(within), float(across)
 
 
+def bin_levels(y, bins, all_label: str = "all lenses") -> list[tuple[str, np.ndarray]]:
+    """The row selections of a per-bin reading: (``all_label``, every row), then for each category of ``bins`` (a
+    Categorical over rows; the negatives' entries are ignored) that bin's lenses with all negatives, so each bin's
+    lenses are read against the same non-lenses."""
+    import pandas as pd
+
+    y, bins = np.asarray(y), pd.Categorical(bins)
+    return [(all_label, np.ones(len(y), bool))] + [(str(c), np.asarray(bins == c) | (y == 0)) for c in bins.categories]
+
+
 # --------------------------------------------------------------------------- metrics at a working point
 def host_draws(groups, n_boot: int, seed: int):
     """Row indices of ``n_boot`` host-bootstrap samples: each draw takes len(hosts) hosts with replacement and all

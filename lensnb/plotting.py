@@ -399,3 +399,31 @@ def failure_modes_figure(memorisation: pd.DataFrame, theta: pd.DataFrame, var_df
     ax.xaxis.set_major_locator(plt.MaxNLocator(4))
     fig.tight_layout()
     return fig
+
+
+def strata_panels(strat: pd.DataFrame, group: str, threshold: float, ylabel: str, *, max_cols: int = 2,
+                  panel_width: float = 5.2, rotation: float = 20, low: float = 0.4, legend: str = "above"):
+    """AUROC per stratum, one panel per ``property`` of ``strat`` (columns property, bin, auroc, ci_low, ci_high,
+    and ``group``: one series per value, offset side by side), with the criterion ``threshold`` as a dashed
+    line; ``legend`` "above" (the figure's, above the panels) or "inside" (the first panel's). Returns the figure."""
+    props_ = list(dict.fromkeys(strat.property)) if len(strat) else []
+    ncol = min(max_cols, max(1, len(props_)))
+    nrow = int(np.ceil(max(1, len(props_)) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(panel_width * ncol, 3.9 * nrow), squeeze=False, sharey=True)
+    for ax in axes.flat[len(props_):]:
+        ax.axis("off")
+    for ax, p in zip(axes.flat, props_):
+        for i, (name, s) in enumerate(strat[strat.property == p].groupby(group, sort=False)):
+            x = np.arange(len(s)) + (i - 0.5) * 0.15
+            interval_errorbar(ax, x, s.auroc, s.ci_low, s.ci_high, label=name)
+            ax.set_xticks(np.arange(len(s)), [str(b) for b in s["bin"]], rotation=rotation, fontsize="x-small")
+        ax.axhline(threshold, color="C3", ls="--", lw=1)
+        ax.set(xlabel=p, ylim=auroc_limits(strat.ci_low, low=low))
+    for row in axes:
+        row[0].set_ylabel(ylabel)
+    if legend == "inside":
+        axes.flat[0].legend(fontsize="small", loc="lower left")
+    fig.tight_layout()
+    if legend == "above":
+        legend_above(fig, axes.flat[0])  # above the panels: never over data, wherever the bins fall
+    return fig

@@ -511,7 +511,8 @@ def simulator_hash() -> str:
 
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for name in ("simulate.py", "populations.py", "render.py", "lensing.py", "rng.py", "survey.py", "dataset.py", "priors.py"):
+    for name in ("simulate.py", "populations.py", "render.py", "lensing.py", "rng.py", "survey.py", "dataset.py", "priors.py",
+                 "detectability.py", "confusers.py"):  # the cuts a `detectable` lens passes; the confuser shapes
         h.update((here / name).read_bytes())
     return h.hexdigest()[:10]
 

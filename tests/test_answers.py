@@ -160,3 +160,15 @@ def test_brightness_note_carries_the_measured_cost_when_the_alternatives_ran():
                     "detectable__arc_g": 23.1, "detectable__arc_snr": 25.0}
     s = answers.brightness_note(g)
     assert s.startswith("The request preset's arcs") and s.endswith(cost)
+
+
+def test_the_decision_table_says_what_arc_brightness_costs_and_flips_with_it():
+    g = {"08_alternatives": {"alt_cost_change": -0.30, "alt_cost_lo": -0.40, "alt_cost_hi": -0.20,
+                             "alt_cost_reading": "lower", "alt_cost_fpr_pct": 1.0}}
+    row = [r for r in answers.compose(g)["decisions"] if "brightness" in r["next step"]]
+    assert len(row) == 1 and row[0]["next step"] == "Train at the brightness of the lenses you search"
+    assert "at 1% FPR (now -0.300 (-0.400 to -0.200), lower" in row[0]["what would change it"]
+    g["08_alternatives"].update(alt_cost_change=0.01, alt_cost_lo=-0.03, alt_cost_hi=0.05,
+                                alt_cost_reading="no difference shown")
+    row = [r for r in answers.compose(g)["decisions"] if "brightness" in r["next step"]]
+    assert row[0]["next step"] == "Keep the arc brightness, and check it on your data"

@@ -15,7 +15,9 @@ import pytest
 
 from lensnb import config
 
-pytestmark = pytest.mark.book
+# the smoke book is built once (module fixture ``built``), so its tests run on one xdist worker; the tests that build
+# their own copies form groups of their own and run beside it (``make test``: pytest -n 2 --dist loadgroup)
+pytestmark = [pytest.mark.book, pytest.mark.xdist_group("smoke_book")]
 
 
 def _copy_project(root):
@@ -143,6 +145,7 @@ def test_two_smoke_runs_give_identical_glued_numbers(built):
     assert after == before
 
 
+@pytest.mark.xdist_group("team_book")
 def test_book_runs_on_team_format_data_written_without_the_simulator(tmp_path_factory):
     from tests import corpus
 
@@ -193,6 +196,7 @@ def _real_manifest_dir(root, n=60, seed=3):
     return d
 
 
+@pytest.mark.xdist_group("team_chapters")
 def test_real_lens_route_runs_on_a_team_format_directory(tmp_path_factory):
     root = _copy_project(tmp_path_factory.mktemp("lensnb_real"))
     real = _real_manifest_dir(root)
@@ -221,6 +225,7 @@ def test_real_lens_route_runs_on_a_team_format_directory(tmp_path_factory):
     assert "part-000.parquet: missing required column 'label'" in proc.stderr
 
 
+@pytest.mark.xdist_group("team_chapters")
 def test_verdict_sentences_flip_when_the_data_flip(tmp_path_factory):
     """Chapter 03 on two team-format data sets: arcs with a counter-image next to the core (the shortcut
     is there) and arcs with only an outer image far from the core (it is not). The E4 sentence, generated
@@ -240,6 +245,7 @@ def test_verdict_sentences_flip_when_the_data_flip(tmp_path_factory):
     assert "available" not in text["no_counter"] and "separated" not in text["no_counter"], text
 
 
+@pytest.mark.xdist_group("team_chapters")
 def test_small_team_data_runs_with_sizes_taken_from_the_data(tmp_path_factory):
     """120 hosts x 6 injections with the request's sizes asked for: the chapters take what the data hold
     and say so, instead of stopping."""

@@ -100,3 +100,27 @@ def test_a_stale_index_redirect_is_dropped_so_the_book_opens_on_its_root(tmp_pat
     assert not build.drop_stale_index(index, toc) and index.exists()
     index.write_text("<html><body>a real page, no redirect</body></html>")
     assert not build.drop_stale_index(index, toc) and index.exists()
+
+
+def test_the_failure_modes_chapter_trains_the_alternatives_chapters_models():
+    """Chapter 09 reuses chapter 08's cached models (and quotes the same memorisation and gates) only if both run
+    with the same sizes and training settings: every parameter the two declare in common must have the same
+    default and, in every profile, the same value."""
+    import ast
+
+    def defaults(name):
+        nb = nbformat.read(config.NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        return {t.id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
+                if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+
+    a, b = defaults("08_alternatives"), defaults("09_failure_modes")
+    shared = sorted(set(a) & set(b))
+    assert {"n_hosts", "n_per_class", "seeds", "epochs", "width", "n_test_hosts"} <= set(shared)
+    assert {k: a[k] for k in shared} == {k: b[k] for k in shared}
+    for prof in ("smoke", "default", "gpu"):
+        p = build.load_profile(prof)
+        pa = build.notebook_parameters(config.NOTEBOOKS_DIR / "08_alternatives.ipynb", p, {})
+        pb = build.notebook_parameters(config.NOTEBOOKS_DIR / "09_failure_modes.ipynb", p, {})
+        got = {k: (pa.get(k, a[k]), pb.get(k, b[k])) for k in shared}
+        assert all(x == y for x, y in got.values()), (prof, {k: v for k, v in got.items() if v[0] != v[1]})
