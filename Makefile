@@ -33,7 +33,7 @@ nb: $(VENV)/.installed  ## Re-execute one chapter with new parameters: make nb N
 	$(PY) -m lensnb.build nb $(NB) --profile $(PROFILE) $(DATA_ARG) $(ARGS)
 
 test: $(VENV)/.installed  ## Run the test suite (unit tests, then every notebook under the smoke profile and a book build)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test-fast: $(VENV)/.installed  ## Unit tests only (skip the notebook/book tests)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not book"
