@@ -310,7 +310,7 @@ def completeness_change(out: dict, tests: dict, ref: tuple[str, str], new: tuple
     ("lower", "higher", "no difference shown"). A side with fewer than ``min_positives`` lenses in a bin gets no
     completeness there, and the bin no change."""
     from .experiment import theta_bins
-    from .metrics import bin_levels, tpr_change_at_fpr
+    from .metrics import bin_levels, tpr_change
 
     (ca, ta), (cb, tb) = ref, new
     A, B = tests[ta], tests[tb]
@@ -334,7 +334,7 @@ def completeness_change(out: dict, tests: dict, ref: tuple[str, str], new: tuple
                 e = lo = hi = np.nan
             row.update({f"completeness, {key}": e, f"{key}_low": lo, f"{key}_high": hi})
         if min(na, nb) >= min_positives:
-            e, lo, hi = tpr_change_at_fpr(y, Sa, Sb, g, fpr, subset_a=sa, subset_b=sb, n_boot=n_boot, seed=seed)
+            e, lo, hi = tpr_change(y, Sa, Sb, g, fpr, sub_a=sa, sub_b=sb, n_boot=n_boot, seed=seed)
             reading = "higher" if lo > 0 else "lower" if hi < 0 else "no difference shown"
         else:
             e, lo, hi, reading = np.nan, np.nan, np.nan, f"fewer than {min_positives} lenses"

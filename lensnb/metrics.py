@@ -333,25 +333,31 @@ def tpr_at_fpr(y, scores, groups, fpr: float, *, n_boot: int = 200, seed: int = 
     return percentile_interval(full, boot, level)
 
 
-def tpr_change_at_fpr(y, scores_a, scores_b, groups, fpr: float, *, subset_a=None, subset_b=None, n_boot: int = 200,
-                      seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """Change in TPR at ``fpr`` from (``scores_a``, positives ``subset_a``) to (``scores_b``, ``subset_b``) on the
-    same rows (labels ``y``, hosts ``groups``; scores (n_seeds, n) each): b − a, averaged over training seeds, with
-    a joint host-bootstrap interval (the same hosts drawn for both, each threshold re-chosen in each draw on its own
-    negatives). The two score sets may come from two models on one test set or one model on two test sets that
-    share rows and hosts (e.g. other arcs injected into the same hosts)."""
-    y = np.asarray(y)
-    A = np.atleast_2d(np.asarray(scores_a, float))
-    B = np.atleast_2d(np.asarray(scores_b, float))
-    sa = np.ones(len(y), bool) if subset_a is None else np.asarray(subset_a, bool)
-    sb = np.ones(len(y), bool) if subset_b is None else np.asarray(subset_b, bool)
+def tpr_change(y, S_a, S_b, groups, fpr: float, *, sub_a=None, sub_b=None, n_boot: int = 300, seed: int = 0,
+               level: float = 0.95, relative: bool = False) -> tuple[float, float, float]:
+    """TPR(b) - TPR(a) at the threshold giving ``fpr`` on each one's negatives, on one test table (``y``,
+    ``groups``) scored twice (``S_a``, ``S_b``: (n_seeds, n)) or with two subsets of positives (``sub_a``,
+    ``sub_b``); seeds averaged; one host bootstrap for both (each threshold re-chosen in each draw), so what they
+    share cancels. The two score sets may come from two models on one test set, or from one model on two test sets
+    that share rows and hosts (other arcs injected into the same hosts).
 
-    def stat(idx):
-        return tpr_point(y[idx], B[:, idx], fpr, sb[idx]) - tpr_point(y[idx], A[:, idx], fpr, sa[idx])
+    ``relative``: TPR(b) / TPR(a) - 1, the share of a's completeness lost (-1: every lens a finds is lost).
+    Where a's completeness is low (faint lenses at a low FPR), an absolute loss cannot exceed it, so a
+    threshold on the absolute change could never fire; the relative change can."""
+    y = np.asarray(y)
+    S_a, S_b = np.atleast_2d(np.asarray(S_a, float)), np.atleast_2d(np.asarray(S_b, float))
+    sa = np.ones(len(y), bool) if sub_a is None else np.asarray(sub_a, bool)
+    sb = np.ones(len(y), bool) if sub_b is None else np.asarray(sub_b, bool)
+
+    def stat(i):
+        a, b = tpr_point(y[i], S_a[:, i], fpr, sa[i]), tpr_point(y[i], S_b[:, i], fpr, sb[i])
+        if relative:
+            return b / a - 1 if a > 0 else np.nan
+        return b - a
 
     full = np.array([stat(np.arange(len(y)))])
-    boot = [v for v in (stat(i) for i in host_draws(groups, n_boot, seed)) if np.isfinite(v)]
-    return percentile_interval(full, boot, level)
+    return percentile_interval(full, [v for v in (stat(i) for i in host_draws(groups, n_boot, seed)) if np.isfinite(v)],
+                               level)
 
 
 def fpr_at_tpr(y, scores, neg_scores, neg_groups, tpr: float = 0.5, *, n_boot: int = 200, seed: int = 0,

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from . import gates
-from .metrics import auroc, fast_auroc, host_draws, monitor_verdict, percentile_interval, tpr_point  # noqa: F401
+from .metrics import (auroc, fast_auroc, host_draws, monitor_verdict, percentile_interval,  # noqa: F401
+                      tpr_change, tpr_point)
 
 
 def thresholds_in(text: str) -> list[float]:
@@ -52,30 +53,6 @@ def to_decide(verdict: str, value: float, lo: float, hi: float, threshold_text: 
 def _interval(full: float, boot, level: float = 0.95) -> tuple[float, float, float]:
     """``metrics.percentile_interval`` for a scalar estimate, with non-finite bootstrap draws dropped."""
     return percentile_interval(np.array([full]), [b for b in boot if np.isfinite(b)], level)
-
-
-def tpr_change(y, S_a, S_b, groups, fpr: float, *, sub_a=None, sub_b=None, n_boot: int = 300, seed: int = 0,
-               level: float = 0.95, relative: bool = False) -> tuple[float, float, float]:
-    """TPR(b) - TPR(a) at the threshold giving ``fpr`` on each one's negatives, on one test table (``y``,
-    ``groups``) scored twice (``S_a``, ``S_b``: (n_seeds, n)) or with two subsets of positives (``sub_a``,
-    ``sub_b``); seeds averaged; one host bootstrap for both, so what they share cancels.
-
-    ``relative``: TPR(b) / TPR(a) - 1, the share of a's completeness lost (-1: every lens a finds is lost).
-    Where a's completeness is low (faint lenses at a low FPR), an absolute loss cannot exceed it, so a
-    threshold on the absolute change could never fire; the relative change can."""
-    y = np.asarray(y)
-    S_a, S_b = np.atleast_2d(np.asarray(S_a, float)), np.atleast_2d(np.asarray(S_b, float))
-    sa = np.ones(len(y), bool) if sub_a is None else np.asarray(sub_a, bool)
-    sb = np.ones(len(y), bool) if sub_b is None else np.asarray(sub_b, bool)
-
-    def stat(i):
-        a, b = tpr_point(y[i], S_a[:, i], fpr, sa[i]), tpr_point(y[i], S_b[:, i], fpr, sb[i])
-        if relative:
-            return b / a - 1 if a > 0 else np.nan
-        return b - a
-
-    full = stat(np.arange(len(y)))
-    return _interval(full, (stat(i) for i in host_draws(groups, n_boot, seed)), level)
 
 
 def auroc_change(y, S_a, S_b, groups, *, n_boot: int = 300, seed: int = 0) -> tuple[float, float, float]:

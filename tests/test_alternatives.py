@@ -253,19 +253,19 @@ def test_residual_table_reads_gates_and_lens_changes_per_design():
     assert t.loc["unpaired_raw", "TPR at 1% FPR (95%)"] == "0.700 (0.600–0.800)"
 
 
-def test_tpr_change_at_fpr_is_zero_for_the_same_scores_and_negative_for_fainter_lenses():
-    from lensnb.metrics import tpr_change_at_fpr
+def test_tpr_change_is_zero_for_the_same_scores_and_negative_for_fainter_lenses():
+    from lensnb.metrics import tpr_change
 
     rng = np.random.default_rng(2)
     n = 400
     y = np.r_[np.ones(n, int), np.zeros(n, int)]
     hosts = np.arange(2 * n)
     a = np.stack([np.r_[rng.normal(3, 1, n), rng.normal(0, 1, n)] for _ in range(2)])
-    e, lo, hi = tpr_change_at_fpr(y, a, a, hosts, 0.05, n_boot=100, seed=0)
+    e, lo, hi = tpr_change(y, a, a, hosts, 0.05, n_boot=100, seed=0)
     assert e == lo == hi == 0.0
     b = a.copy()
     b[:, :n] -= 2.0  # the same negatives, fainter lenses: fewer of them above the same threshold
-    e, lo, hi = tpr_change_at_fpr(y, a, b, hosts, 0.05, n_boot=100, seed=0)
+    e, lo, hi = tpr_change(y, a, b, hosts, 0.05, n_boot=100, seed=0)
     assert hi < 0 and lo <= e <= hi
     direct = np.mean([(b[s, :n] > np.quantile(b[s, n:], 0.95, method="higher")).mean()
                       - (a[s, :n] > np.quantile(a[s, n:], 0.95, method="higher")).mean() for s in range(2)])
