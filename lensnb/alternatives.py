@@ -1017,12 +1017,15 @@ def standin_real(n_hosts: int, seed: int, *, preset: str = "physical", clumpy_fr
 
 
 def chapter_data(*, data: str, data_real: str, preset: str, n_hosts: dict, n_per_class: dict, per_host: int,
-                 n_test_hosts: int, seed: int, standin_hosts: int = 0) -> tuple[dict, dict, dict]:
+                 n_test_hosts: int, seed: int, standin_hosts: int = 0,
+                 inject_preset: str = INJECT_PRESET) -> tuple[dict, dict, dict]:
     """Everything the alternatives chapter trains and tests on. ``data`` empty: the simulator (``preset``:
     training hosts, the same hosts and lenses at the request's brightness, confusers on them, and the common
     test sets on unseen hosts); else the team's manifest (its own hosts split into train / val / test, sizes
     scaled to what it holds; no brightness or confuser sets). ``data_real``: a real-lens manifest
-    (``load_real``); empty: a simulated stand-in on ``standin_hosts`` hosts (0: none). Returns (data, tests,
+    (``load_real``); empty: a simulated stand-in on ``standin_hosts`` hosts (0: none). ``inject_preset`` names the
+    arcs injected into the team's test hosts for the brightness cost (empty: no injected test set, for a chapter that
+    does not read it). Returns (data, tests,
     info); ``info`` holds the sizes used (``n_hosts``, ``n_per_class``), a note when they were reduced, and the
     data's provenance."""
     from .results import fingerprint
@@ -1039,7 +1042,7 @@ def chapter_data(*, data: str, data_real: str, preset: str, n_hosts: dict, n_per
         test_rows = np.flatnonzero(pools.host_key(meta).isin(split["test"]).to_numpy())
         d = {"stamps": stamps, "ctrls": ctrls, "meta": meta, "split": {k: split[k] for k in ("train", "val")}}
         tests = test_sets(0, seed, data_test=(stamps[test_rows], ctrls[test_rows],
-                                               meta.iloc[test_rows].reset_index(drop=True)))
+                                               meta.iloc[test_rows].reset_index(drop=True)), inject_preset=inject_preset)
         info.update(fingerprint=fingerprint(data), note=plan.note,
                     n_hosts={k: plan.n_hosts[k] for k in ("train", "val")},
                     n_per_class={k: plan.n_per_class[k] for k in ("train", "val")})
