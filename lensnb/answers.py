@@ -426,14 +426,16 @@ def compose(g: dict, *, source: str = "the simulator") -> dict:
         reading = _strip(G("08_alternatives", "alt_cost_reading"))
         fpr = (f" at {float(G('08_alternatives', 'alt_cost_fpr_pct')):g}% FPR"
                if G.has("08_alternatives", "alt_cost_fpr_pct") else "")
+        on_data = source.startswith("your data")  # then the cost was already measured on the team's own hosts
         dec.append({"next step": ("Train at the brightness of the lenses you search" if reading == "lower" else
-                                  "Keep the arc brightness, and check it on your data" if reading == "no difference shown"
-                                  else "Keep the arc brightness"),
+                                  "Keep the arc brightness, and check it on your data"
+                                  if reading == "no difference shown" and not on_data else "Keep the arc brightness"),
                     "what it costs": "re-injection at the `detectable` source magnitudes (`python -m lensnb.inject "
                                      "--preset detectable`) and one training per seed",
                     "what would change it": f"the completeness change on `detectable` lenses{fpr} (now {ch}, {reading}; "
-                                            "alternatives chapter, brightness-cost table) measured on your data "
-                                            "(`DATA=`)"})
+                                            "alternatives chapter, brightness-cost table)"
+                                            + (" with more test hosts" if on_data else
+                                               " measured on your data (`DATA=`)")})
     dec.append({"next step": "Run the monitors on every training set and model",
                 "what it costs": "`python -m lensnb.gates PATH [--model CHECKPOINT]`, no training",
                 "what would change it": "any monitor firing (failure-modes chapter, the register)"})

@@ -172,3 +172,5 @@ def test_the_decision_table_says_what_arc_brightness_costs_and_flips_with_it():
                                 alt_cost_reading="no difference shown")
     row = [r for r in answers.compose(g)["decisions"] if "brightness" in r["next step"]]
     assert row[0]["next step"] == "Keep the arc brightness, and check it on your data"
+    row = [r for r in answers.compose(g, source="your data (`/x`)")["decisions"] if "brightness" in r["next step"]]
+    assert row[0]["next step"] == "Keep the arc brightness" and "with more test hosts" in row[0]["what would change it"]
