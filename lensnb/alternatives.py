@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import gates, pools, preprocess
 from .config import STAMP_SIZE
+from .dataset import REAL_REQUIRED, load_real, write_real_manifest  # noqa: F401  (the real-lens manifest: dataset)
 from .metrics import fpr_at_tpr, resolvable_fpr, tpr_at_fpr, tpr_point  # noqa: F401  (alt.tpr_at_fpr in the chapters)
 
 INPUTS = ("raw", "residual", "raw+residual", "core_masked")
@@ -150,75 +151,6 @@ def hard_negative_images(negatives: np.ndarray, positives: np.ndarray, confusers
         out[cf] = confusers[rng.choice(len(confusers), n_cf, replace=False)]
         kind[cf] = "confuser"
     return out, kind, source
-
-
-# --------------------------------------------------------------------------- real lenses (DATA_REAL)
-REAL_REQUIRED = ("stamp_npz", "label")
-
-
-def load_real(path) -> tuple[np.ndarray, pd.DataFrame]:
-    """Real lenses and real non-lenses in the team's format: Parquet (a file or a directory) with ``stamp_npz``
-    (npz bytes, image_g/r/z 64x64 float) and ``label`` (1 lens, 0 non-lens); optional ``ra``/``dec`` (the galaxy's
-    identity, for host-grouped statistics; else each row is its own galaxy), ``theta_e_arcsec``. Returns
-    (images (N, 3, 64, 64), metadata with a ``host`` column). Every problem raises one ``ValueError`` naming the
-    file, row or column; npz bytes are never unpickled."""
-    import pyarrow.parquet as pq
-
-    from .dataset import manifest_files, decode_npz
-
-    metas, imgs = [], []
-    for f in manifest_files(path):
-        try:
-            t = pq.read_table(f)
-        except Exception as exc:
-            raise ValueError(f"{f}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-        for c in REAL_REQUIRED:
-            if c not in t.column_names:
-                raise ValueError(f"{f}: missing required column {c!r} (a real-lens manifest needs "
-                                 f"{', '.join(REAL_REQUIRED)})")
-        df = t.drop(["stamp_npz"] + [c for c in ("ctrl_stamp_npz",) if c in t.column_names]).to_pandas()
-        lab = pd.to_numeric(df["label"], errors="coerce")
-        bad = np.flatnonzero(~lab.isin([0, 1]).to_numpy())
-        if len(bad):
-            raise ValueError(f"{f}: row {bad[0]}, column 'label': {df['label'].iloc[bad[0]]!r} is not 0 or 1")
-        df["label"] = lab.astype(int)
-        blobs = t.column("stamp_npz").to_pylist()
-        stack = []
-        for i, b in enumerate(blobs):
-            where = f"{f}: row {i}, column 'stamp_npz'"
-            try:
-                stack.append(decode_npz(b, where))
-            except ValueError as exc:  # np.load's own messages (e.g. bytes that are no npz) name no place
-                raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: not a readable npz ({exc})") from None
-        imgs.append(np.stack(stack) if stack else np.empty((0, 3, STAMP_SIZE, STAMP_SIZE), np.float32))
-        df["source_file"] = str(f)
-        metas.append(df)
-    meta = pd.concat(metas, ignore_index=True)
-    if meta["label"].nunique() < 2:
-        raise ValueError(f"{path}: a real-lens manifest needs both real lenses (label 1) and real non-lenses "
-                         f"(label 0); found only label {int(meta['label'].iloc[0])}")
-    if {"ra", "dec"} <= set(meta.columns):
-        meta["host"] = pools.host_key(meta)
-    else:
-        meta["host"] = [f"real{i}" for i in range(len(meta))]
-    return np.concatenate(imgs), meta
-
-
-def write_real_manifest(path, images: np.ndarray, labels, ra=None, dec=None) -> Path:
-    """Write a real-lens manifest (``stamp_npz``, ``label``, ``ra``, ``dec``) atomically, e.g. a stand-in set."""
-    import pyarrow as pa
-
-    from .dataset import AtomicParquetWriter, encode_npz
-
-    n = len(images)
-    ra = np.arange(n, dtype=float) * 1e-3 if ra is None else np.asarray(ra, float)
-    dec = np.zeros(n) if dec is None else np.asarray(dec, float)
-    schema = pa.schema([("stamp_npz", pa.binary()), ("label", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64())])
-    frame = pd.DataFrame({"stamp_npz": [encode_npz(a) for a in images], "label": np.asarray(labels, int),
-                          "ra": ra, "dec": dec})
-    with AtomicParquetWriter(path, schema) as w:
-        w.write(frame)
-    return Path(path)
 
 
 def shortcut_verdict(verdicts) -> str:
@@ -742,7 +674,7 @@ def memorisation(cand: Candidate, models, data: dict, tables: dict | None, prim:
     set); ``tables`` are the candidate's train/val sample tables (``run``'s ``tables``). Empty where the candidate did
     not train or its training hosts have no unused rows left."""
     from .experiment import design_images, memorisation_by_bin, seen_host_table
-    from .train import predict
+    from .train import score_models
 
     if not models or not tables or cand.design == "real":
         return pd.DataFrame()
@@ -753,9 +685,9 @@ def memorisation(cand: Candidate, models, data: dict, tables: dict | None, prim:
     except ValueError:
         return pd.DataFrame()
     x = candidate_input(cand.input, design_images(seen_t, data["stamps"], data["ctrls"]))
-    S_seen = np.stack([predict(m.model, m.normaliser, x) for m in models])
-    S_prim = primary_scores if primary_scores is not None else np.stack(
-        [predict(m.model, m.normaliser, candidate_input(cand.input, prim.images)) for m in models])
+    S_seen = score_models(models, x)
+    S_prim = primary_scores if primary_scores is not None else \
+        score_models(models, candidate_input(cand.input, prim.images))
     y_seen = seen_t["label"].to_numpy()
     b_seen = _training_bins(cand, seen_t, data, y_seen)
     if b_seen is None:
@@ -805,7 +737,7 @@ def train_candidates(cands, data: dict, tests: dict[str, TestSet], *, n_hosts: d
     from tqdm import tqdm
 
     from .experiment import train_cached
-    from .train import predict
+    from .train import score_models
 
     seeds = list(seeds)
     meta = data["meta"]
@@ -837,20 +769,27 @@ def train_candidates(cands, data: dict, tests: dict[str, TestSet], *, n_hosts: d
         xi_tr, xi_va = candidate_input(cand.input, x_tr), candidate_input(cand.input, x_va)
         parts = None
         if cache is not None:
+            # the key names only what can change this candidate's training images: the treatment's own settings
+            # and the data sets it reads, so chapters that train a subset of the candidates share their models
             parts = {"data": cache, "candidate": cand.name, "n_hosts": n_hosts, "n_per_class": n_per_class,
-                     "split_seed": seed, "train_kw": train_kw, "dropout": [dropout_p, dropout_radius_px],
-                     "hard": [shuffle_share, confuser_share], "real": data.get("real_fingerprint"),
-                     "bright": data.get("bright_fingerprint"), "conf": data.get("confuser_fingerprint")}
+                     "split_seed": seed, "train_kw": train_kw}
+            if cand.treatment == "core_dropout":
+                parts["dropout"] = [dropout_p, dropout_radius_px]
+            if cand.treatment == "hard_negatives":
+                parts.update(hard=[shuffle_share, confuser_share], conf=data.get("confuser_fingerprint"))
+            if cand.design == "real":
+                parts["real"] = data.get("real_fingerprint")
+            if cand.brightness == "bright":
+                parts["bright"] = data.get("bright_fingerprint")
         models = [train_cached(xi_tr, y_tr, xi_va, y_va, seed=s, label=f"{cand.name} seed {s}", train_kw=train_kw,
                                 cache_parts=parts) for s in seeds]
         trained[cand.name] = models
         t1 = time.perf_counter()
         for name, ts in tests.items():
             xin = candidate_input(cand.input, ts.images)
-            scores[(cand.name, name)] = np.stack([predict(m.model, m.normaliser, xin) for m in models])
+            scores[(cand.name, name)] = score_models(models, xin)
         for k, xh in hidden_images.items():
-            scores[(cand.name, f"primary, {k} hidden")] = np.stack(
-                [predict(m.model, m.normaliser, candidate_input(cand.input, xh)) for m in models])
+            scores[(cand.name, f"primary, {k} hidden")] = score_models(models, candidate_input(cand.input, xh))
         # the data-level core gates on the candidate's own training input
         tb = _training_bins(cand, tables["train"], data, y_tr)
         for gname in JUDGE_GATES:
@@ -998,6 +937,23 @@ def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_p
 
 
 # --------------------------------------------------------------------------- the chapter's data
+def realism_targets(data_real: str, test: TestSet, *, simulated: bool, n_hosts: int, seed: int, standin: dict,
+                    preset: str) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The lenses the realism probe reads injections against: the real lenses of ``data_real`` (``dataset.load_real``);
+    without them, on the simulator, a stand-in: ``test``'s lenses re-simulated with the preset overrides ``standin``
+    (e.g. clumpy sources and a broader PSF; NOT real lenses); on the team's data without real lenses, none. Returns
+    (images (N, 3, 64, 64) or None, their host keys or None, what they are)."""
+    if data_real:
+        img, meta = load_real(data_real)
+        lens = meta["label"].to_numpy() == 1
+        return img[lens], meta.loc[lens, "host"].to_numpy(), "your real lenses"
+    if simulated:
+        ts = variant_test_set("stand-in real", test, n_hosts, seed, standin, preset=preset)
+        return (ts.images[ts.y == 1], ts.hosts[ts.y == 1],
+                "a stand-in (simulated: clumpy sources, broader PSF with heavier wings; NOT real lenses)")
+    return None, None, "no real lenses (set DATA_REAL)"
+
+
 def standin_real(n_hosts: int, seed: int, *, preset: str = "physical", clumpy_fraction: float = 0.5) -> Path:
     """A STAND-IN for real lenses (never to be read as real): simulated lenses with clumpy sources on
     ``n_hosts`` hosts of another seed, one image per host (half lenses, half the host alone), written as a

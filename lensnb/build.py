@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 raise BuildError(str(exc)) from None
         if args.data_real:
-            from .alternatives import load_real
+            from .dataset import load_real
 
             try:
                 load_real(args.data_real)

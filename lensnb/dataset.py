@@ -407,3 +407,67 @@ class AtomicParquetWriter:
         else:
             Path(self.tmp).unlink(missing_ok=True)
         return False
+
+
+# --- real lenses and real non-lenses (DATA_REAL): the team's format, read for the real-lens check
+REAL_REQUIRED = ("stamp_npz", "label")
+
+
+def load_real(path) -> tuple[np.ndarray, pd.DataFrame]:
+    """Real lenses and real non-lenses in the team's format: Parquet (a file or a directory) with ``stamp_npz``
+    (npz bytes, image_g/r/z 64x64 float) and ``label`` (1 lens, 0 non-lens); optional ``ra``/``dec`` (the galaxy's
+    identity, for host-grouped statistics; else each row is its own galaxy), ``theta_e_arcsec``. Returns
+    (images (N, 3, 64, 64), metadata with a ``host`` column). Every problem raises one ``ValueError`` naming the
+    file, row or column; npz bytes are never unpickled."""
+    from .pools import host_key
+
+    metas, imgs = [], []
+    for f in manifest_files(path):
+        try:
+            t = pq.read_table(f)
+        except Exception as exc:
+            raise ValueError(f"{f}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        for c in REAL_REQUIRED:
+            if c not in t.column_names:
+                raise ValueError(f"{f}: missing required column {c!r} (a real-lens manifest needs "
+                                 f"{', '.join(REAL_REQUIRED)})")
+        df = t.drop(["stamp_npz"] + [c for c in ("ctrl_stamp_npz",) if c in t.column_names]).to_pandas()
+        lab = pd.to_numeric(df["label"], errors="coerce")
+        bad = np.flatnonzero(~lab.isin([0, 1]).to_numpy())
+        if len(bad):
+            raise ValueError(f"{f}: row {bad[0]}, column 'label': {df['label'].iloc[bad[0]]!r} is not 0 or 1")
+        df["label"] = lab.astype(int)
+        blobs = t.column("stamp_npz").to_pylist()
+        stack = []
+        for i, b in enumerate(blobs):
+            where = f"{f}: row {i}, column 'stamp_npz'"
+            try:
+                stack.append(decode_npz(b, where))
+            except ValueError as exc:  # np.load's own messages (e.g. bytes that are no npz) name no place
+                raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: not a readable npz ({exc})") from None
+        imgs.append(np.stack(stack) if stack else np.empty((0, 3, STAMP_SIZE, STAMP_SIZE), np.float32))
+        df["source_file"] = str(f)
+        metas.append(df)
+    meta = pd.concat(metas, ignore_index=True)
+    if meta["label"].nunique() < 2:
+        raise ValueError(f"{path}: a real-lens manifest needs both real lenses (label 1) and real non-lenses "
+                         f"(label 0); found only label {int(meta['label'].iloc[0])}")
+    if {"ra", "dec"} <= set(meta.columns):
+        meta["host"] = host_key(meta)
+    else:
+        meta["host"] = [f"real{i}" for i in range(len(meta))]
+    return np.concatenate(imgs), meta
+
+
+def write_real_manifest(path, images: np.ndarray, labels, ra=None, dec=None) -> Path:
+    """Write a real-lens manifest (``stamp_npz``, ``label``, ``ra``, ``dec``) atomically, e.g. a stand-in set."""
+
+    n = len(images)
+    ra = np.arange(n, dtype=float) * 1e-3 if ra is None else np.asarray(ra, float)
+    dec = np.zeros(n) if dec is None else np.asarray(dec, float)
+    schema = pa.schema([("stamp_npz", pa.binary()), ("label", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64())])
+    frame = pd.DataFrame({"stamp_npz": [encode_npz(a) for a in images], "label": np.asarray(labels, int),
+                          "ra": ra, "dec": dec})
+    with AtomicParquetWriter(path, schema) as w:
+        w.write(frame)
+    return Path(path)

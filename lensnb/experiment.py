@@ -16,7 +16,7 @@ from . import gates, pools
 from .detectability import theta_bins  # noqa: F401  (the chapters' θ_E/FWHM bins: experiment.theta_bins)
 from .metrics import (bin_levels, equivalence_verdict, fast_auroc, seeded_auroc, seeded_difference,
                       seeded_differences)
-from .train import predict, train
+from .train import predict, score_models, train
 
 
 def design_images(table: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray) -> np.ndarray:
@@ -213,7 +213,7 @@ def run(meta: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, *, n_hosts: d
                 "test unpaired": test["unpaired"], "seen hosts": seen}
         for name, t in sets.items():
             x = imgs(t)
-            ev = Evaluation(name, t, np.stack([predict(m.model, m.normaliser, x) for m in models[d]]))
+            ev = Evaluation(name, t, score_models(models[d], x))
             evals[(d, name)] = ev
             r = ev.ci(n_boot, seed)
             rows.append({"trained on": d, "evaluated on": name, "auroc": r.estimate, "ci_low": r.ci_low,
@@ -711,11 +711,11 @@ def masked_scores(models, images: np.ndarray, masks: dict, controls: np.ndarray 
     """Scores (n_seeds, N) of every model on the unmodified images and on each masked version; masked
     pixels are taken from each image's control when ``controls`` are given (``gates.fill_from_control``:
     the region then holds no arc light and no class information), else from the annulus median."""
-    out = {"unmodified": np.stack([predict(m.model, m.normaliser, images) for m in models])}
+    out = {"unmodified": score_models(models, images)}
     for name, mk in masks.items():
         mk = np.asarray(mk)
         x = gates.fill_from_control(images, controls, mk) if controls is not None else gates.fill_from_annulus(images, mk)
-        out[name] = np.stack([predict(m.model, m.normaliser, x) for m in models])
+        out[name] = score_models(models, x)
     return out
 
 
@@ -777,3 +777,15 @@ def null_injection(hosts_manifest, *, preset: str, per_host: int, seed: int, max
         inject(hosts_manifest, path, preset=preset, per_host=per_host, seed=seed, arc_scale=0.0, max_hosts=max_hosts)
     imgs, meta = load(path)
     return imgs["stamp_npz"], imgs["ctrl_stamp_npz"], meta
+
+
+def null_set(data: str, preset: str, n_hosts: int, per_host: int, seed: int):
+    """The null injection (``null_injection``, ``per_host`` zero-flux arcs into each of at most ``n_hosts`` hosts)
+    on the team's manifest ``data``, or, with ``data`` empty, on a cached simulated set of ``preset`` with that many
+    hosts. Returns (stamps, ctrls, host keys) of the null manifest."""
+    from .simulate import cached_dataset
+
+    src = data if data else cached_dataset(preset, n_hosts, per_host, seed)
+    ns, nc, meta = null_injection(src, preset=preset if not data else "request", per_host=per_host, seed=seed,
+                                  max_hosts=n_hosts)
+    return ns, nc, pools.host_key(meta).to_numpy()

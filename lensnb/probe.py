@@ -148,6 +148,26 @@ def probe_sizes(auc: float, threshold: float, *, ratio: float = 1.0, z: float = 
 
 
 # --------------------------------------------------------------------------- planted gaps the probe must catch
+def real_check_sizes(scores, y, fpr: float, threshold: float = PROBE_THRESHOLD, half_width: float = 0.1,
+                     min_false: int = 5) -> dict:
+    """How many real lenses and real non-lenses decide the real-lens check, from one model's scores ``scores`` (N,)
+    on a simulated test set with labels ``y``:
+
+    - ``recall``: real lenses that measure recall within ±``half_width`` (95% Wilson interval) at ``sim_recall``,
+      the simulated recall at the threshold giving ``fpr`` on the simulated non-lenses;
+    - ``nonlens``: real non-lenses that set that threshold (``min_false`` expected false positives,
+      ``metrics.resolvable_fpr``);
+    - ``probe_quiet`` / ``probe_fire``: real lenses (and as many simulated ones) with which the realism probe reads
+      quiet when there is no gap (AUROC 0.5) and fires on a gap of AUROC ``gap_auc`` (``threshold`` + 0.1, at most
+      0.99): Hanley–McNeil lower bounds (``probe_sizes``)."""
+    scores, y = np.asarray(scores, float), np.asarray(y)
+    sim_recall = recall_on_real(scores[y == 1], threshold_at_fpr(scores[y == 0], fpr))[0]
+    gap_auc = min(0.99, threshold + 0.1)
+    return {"sim_recall": sim_recall, "half_width": half_width, "recall": lenses_for_recall(sim_recall, half_width),
+            "nonlens": int(np.ceil(min_false / fpr)), "probe_quiet": probe_sizes(0.5, threshold),
+            "gap_auc": gap_auc, "probe_fire": probe_sizes(gap_auc, threshold)}
+
+
 def planted_gap_demos(stamps: np.ndarray, ctrls: np.ndarray, hosts, host_mag=None, variants: dict | None = None, *,
                       brighter_mag: float = 1.5, threshold: float = PROBE_THRESHOLD, n_boot: int = 300,
                       seed: int = 0) -> "pd.DataFrame":

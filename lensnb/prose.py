@@ -124,3 +124,33 @@ def reliance_by_bin(rel, model: str, regions=("core", "counter-image")) -> str:
         out.append(f"the {model} model loses, with the {region} hidden, a share of its skill above chance of "
                    + "; ".join(parts))
     return "; ".join(out)
+
+
+def real_check_sizes(sz: dict, fpr: float) -> str:
+    """The real-lens check's sizes (``probe.real_check_sizes``) as one paragraph."""
+    return (f"Measuring recall on real lenses within ±{sz['half_width']:.2f} (95% Wilson interval, as "
+            f"`probe.recall_on_real` reports it) at the simulated recall of {sz['sim_recall']:.2f} takes {sz['recall']} "
+            f"real lenses; setting the {100 * fpr:g}%-FPR threshold on real non-lenses takes at least {sz['nonlens']} "
+            f"(five expected false positives). The realism probe reads quiet when there is no gap (AUROC 0.5) with at "
+            f"least {sz['probe_quiet']} real lenses and as many simulated ones, and reads firing on a gap at AUROC "
+            f"{sz['gap_auc']:.2f} with at least {sz['probe_fire']} (Hanley–McNeil standard error, `probe.probe_sizes`: "
+            "lower bounds, since host clustering and cross-validation widen the interval).")
+
+
+def source_colours(colours: dict) -> str:
+    """The training sources' and the red test sources' g − r ranges (``risks.variant_specs``' colours)."""
+    return (f"the training sources' g − r spans {colours['src_g_r']['p16']:.2f} to {colours['src_g_r']['p84']:.2f} "
+            f"(16–84%); the red test sources take the hosts' colours, g − r {colours['host_g_r']['p16']:.2f} to "
+            f"{colours['host_g_r']['p84']:.2f}")
+
+
+def design_reliance(rel) -> str:
+    """The paired and unpaired raw designs' reliance (``alternatives.run``'s ``reliance``: candidate, masked, θ_E bin,
+    ...) as one sentence: the core for the paired model, the core and the counter-image for the unpaired one. Empty
+    when the table holds neither design."""
+    parts = [reliance_by_bin(rel[rel.candidate == c], who, regions=("core",) if c == "paired_raw" else
+                             ("core", "counter-image"))
+             for c, who in (("paired_raw", "paired"), ("unpaired_raw", "unpaired"))
+             if len(rel) and (rel.candidate == c).any()]
+    return ("; ".join(parts) + " (regions filled from each image's own control; an unresolved lens puts most of its "
+            "arc in the core, where reliance is on the lens, not a shortcut)") if parts else ""

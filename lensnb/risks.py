@@ -177,8 +177,16 @@ def _tpr_rule(tpr_margin: float) -> str:
     return f"< −{tpr_margin:.2f} (relative)"
 
 
-def _gate_word(v: str) -> str:
+def gate_word(v: str) -> str:
+    """A gate verdict as a monitor reads it: "fires" (shortcut), "quiet" (no shortcut) or "undecidable"."""
     return {"shortcut": "fires", "no shortcut": "quiet"}.get(v, "undecidable")
+
+
+def gate_reading(r) -> tuple[str, str]:
+    """A gate result (statistic, ci_low, ci_high, verdict) as "0.512 (0.43–0.59), quiet" and its monitor word."""
+    from .metrics import format_interval
+
+    return f"{format_interval(r.statistic, r.ci_low, r.ci_high)}, {gate_word(r.verdict)}", gate_word(r.verdict)
 
 
 CORE_DESIGNS = (("paired_raw", "paired (the team's current design)"), ("unpaired_raw", "unpaired (the proposal)"))
@@ -250,6 +258,20 @@ def brightness_rows(y, S_base, S_bright, groups, fpr: float, tpr_margin: float, 
         "median arc S/N of the training set against the target population's; completeness on a faint test set",
         _tpr_rule(tpr_margin), monitor_verdict(bt[1], bt[2], -tpr_margin, bad_above=False),
         "train at the brightness of the lenses you want to find")]
+
+
+def brightness_risk(y, S_base, S_bright, groups, fpr: float | None, tpr_margin: float, preset: str, *,
+                    bright_meta: pd.DataFrame | None, meta: pd.DataFrame, n_boot: int, seed: int) -> tuple[list[dict], str]:
+    """The arc-brightness risk (``brightness_rows``) and a sentence with the median arc S/N of the bright training set
+    (``bright_meta``) against the ``preset`` one's (``meta``). Without a bright model (``S_bright`` None) or a TPR at
+    low FPR (``fpr`` None: too few test non-lenses), no rows and a sentence saying what it needs."""
+    if S_bright is None or fpr is None:
+        return [], ("The brightness risk needs the simulator's paired presets and a test set large enough for a TPR "
+                    "at low FPR.")
+    rows = brightness_rows(y, S_base, S_bright, groups, fpr, tpr_margin, preset, n_boot=n_boot, seed=seed)
+    snr_b = float(np.median(bright_meta["arc_snr"])) if bright_meta is not None and "arc_snr" in bright_meta else np.nan
+    snr_p = float(np.median(meta["arc_snr"]))
+    return rows, f"The bright training set's median arc S/N is {snr_b:.0f}; the {preset} one's is {snr_p:.0f}."
 
 
 def theta_rows(y, S, groups, bins, fpr: float, tpr_margin: float, *, n_boot: int, seed: int,
@@ -344,7 +366,7 @@ def pool_confounder_rows(meta: pd.DataFrame, train_table: pd.DataFrame, train_ho
             f"pool confounder: {what}", "positives and negatives differ in survey conditions or host properties",
             "survey-conditions gate AUROC (PSF, depth, redshift, brightness, sky position)", r_.statistic, r_.ci_low,
             r_.ci_high, "`python -m lensnb.gates` survey-conditions gate (unpaired designs)",
-            f"outside ({1 - threshold:.2f}, {threshold:.2f})", _gate_word(r_.verdict),
+            f"outside ({1 - threshold:.2f}, {threshold:.2f})", gate_word(r_.verdict),
             "match the pools on conditions (matched design) or draw them from the same bricks"))
     return rows, res
 
@@ -475,6 +497,41 @@ def variant_specs(meta: pd.DataFrame, psf_shift: float, wide_moffat_beta: float)
                                                    "the test PSF has broader wings"),
     }
     return specs, {"src_g_r": src_gr, "host_g_r": host_gr}
+
+
+def probe_demos(test, variants: dict, threshold: float, *, n_boot: int, seed: int) -> tuple[pd.DataFrame, str]:
+    """The realism probe on planted gaps (``probe.planted_gap_demos``) between halves of the simulated test lenses
+    (``test``: images, controls, y, hosts), with the clumpy-source and broader-PSF ``variants`` (name -> test set of
+    the same rows) as planted gaps: what the probe must catch and what it must not be fooled by. A DEMONSTRATION on
+    the simulator's own lenses, never evidence. Returns the table (probe AUROC with its 95% interval) and one
+    sentence; without variants or controls (the team's data) a one-row note and the note as the sentence."""
+    from .metrics import format_interval
+    from .probe import planted_gap_demos
+
+    if not variants or test.controls is None:
+        return (pd.DataFrame({"note": ["the planted-gap demonstration needs the simulator"]}),
+                "The planted-gap demonstration needs the simulator.")
+    pos = test.y == 1
+    shown = {k: (v.images[pos], v.controls[pos]) for k, v in variants.items()
+             if k == "clumpy sources" or k.startswith("PSF FWHM +")}
+    demos = planted_gap_demos(test.images[pos], test.controls[pos], test.hosts[pos], variants=shown,
+                              threshold=threshold, n_boot=n_boot, seed=seed)
+    missed = demos[demos["as expected"] == "no"]
+    text = (f"On {len(demos)} planted cases the probe reads as expected in {int((demos['as expected'] == 'yes').sum())}"
+            + (": " + "; ".join(f"*{r['planted gap']}* ({r['input']}) reads {r['verdict']}, expected {r['expected']}"
+                                for _, r in missed.iterrows()) if len(missed) else "") + ".")
+    demos["probe AUROC (95% CI)"] = [format_interval(a, lo, hi) for a, lo, hi in
+                                     zip(demos.auroc, demos.ci_low, demos.ci_high)]
+    return demos[["planted gap", "input", "expected", "probe AUROC (95% CI)", "verdict", "as expected"]], text
+
+
+def register_summary(reg: pd.DataFrame) -> dict:
+    """Counts over the register's monitored risks (demonstrations left out): ``n_risks``, ``n_fire``,
+    ``n_undecidable``, and ``fired`` (the firing risks' names in italics, or "none")."""
+    mon = reg[~reg.demonstration]
+    fires = mon.verdict == "fires"
+    return {"n_risks": len(mon), "n_fire": int(fires.sum()), "n_undecidable": int((mon.verdict == "undecidable").sum()),
+            "fired": ", ".join(f"*{r}*" for r in mon.loc[fires, "risk"]) or "none"}
 
 
 def realism_check(model, score_fn, sim_x, sim_g, real_x, real_g, sim_scores, sim_y, fpr: float, probe_threshold: float,

@@ -129,6 +129,12 @@ def predict(model: nn.Module, norm: Normaliser, images: np.ndarray, batch: int |
     return np.concatenate(out) if out else np.empty(0)
 
 
+def score_models(models, images: np.ndarray, batch: int | None = None, device=None) -> np.ndarray:
+    """Scores (n_models, N) of several trained models (``TrainResult``, e.g. one per training seed) on the same
+    images (N, C, 64, 64)."""
+    return np.stack([predict(m.model, m.normaliser, images, batch=batch, device=device) for m in models])
+
+
 def _predict_normalised(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int | None = None) -> np.ndarray:
     """Logits for already normalised images (a CPU tensor), ``batch`` at a time."""
     batch = batch or _default_batch(device)

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from lensnb import alternatives as alt
+from lensnb import dataset
 from lensnb.config import STAMP_SIZE
 
 
@@ -110,10 +111,21 @@ def test_shortcut_verdict_and_ranking():
     assert alt.keeps_lenses(-0.2, -0.06, margin=0.1) and not alt.keeps_lenses(-0.2, -0.06, margin=0.05)
 
 
+def test_realism_targets_are_the_real_lenses_only_or_none_without_the_simulator(tmp_path):
+    x = _images(6, 8)
+    p = dataset.write_real_manifest(tmp_path / "real.parquet", x, [1, 0, 1, 0, 1, 0], ra=np.arange(6.0), dec=np.zeros(6))
+    test = alt.TestSet("t", x, pd.DataFrame({"label": [1, 0, 1, 0, 1, 0], "host": list("abcdef")}))
+    img, hosts, name = alt.realism_targets(str(p), test, simulated=True, n_hosts=6, seed=0, standin={}, preset="x")
+    np.testing.assert_array_equal(img, x[[0, 2, 4]])
+    assert len(set(hosts)) == 3 and name == "your real lenses"
+    assert alt.realism_targets("", test, simulated=False, n_hosts=6, seed=0, standin={}, preset="x") == \
+        (None, None, "no real lenses (set DATA_REAL)")
+
+
 def test_real_lens_manifest_round_trip_and_clear_errors(tmp_path):
     x = _images(6, 7)
-    p = alt.write_real_manifest(tmp_path / "real.parquet", x, [1, 1, 1, 0, 0, 0], ra=np.arange(6.0), dec=np.zeros(6))
-    imgs, meta = alt.load_real(p)
+    p = dataset.write_real_manifest(tmp_path / "real.parquet", x, [1, 1, 1, 0, 0, 0], ra=np.arange(6.0), dec=np.zeros(6))
+    imgs, meta = dataset.load_real(p)
     np.testing.assert_array_equal(imgs, x)
     assert list(meta["label"]) == [1, 1, 1, 0, 0, 0] and meta["host"].nunique() == 6
     import pyarrow as pa
@@ -128,13 +140,13 @@ def test_real_lens_manifest_round_trip_and_clear_errors(tmp_path):
 
     blobs = [encode_npz(a) for a in x[:2]]
     with pytest.raises(ValueError, match=r"nolabel.parquet: missing required column 'label'"):
-        alt.load_real(write("nolabel.parquet", stamp_npz=blobs))
+        dataset.load_real(write("nolabel.parquet", stamp_npz=blobs))
     with pytest.raises(ValueError, match=r"badlabel.parquet: row 1, column 'label': 'maybe' is not 0 or 1"):
-        alt.load_real(write("badlabel.parquet", stamp_npz=blobs, label=["1", "maybe"]))
+        dataset.load_real(write("badlabel.parquet", stamp_npz=blobs, label=["1", "maybe"]))
     with pytest.raises(ValueError, match="needs both real lenses"):
-        alt.load_real(write("onlylenses.parquet", stamp_npz=blobs, label=[1, 1]))
+        dataset.load_real(write("onlylenses.parquet", stamp_npz=blobs, label=[1, 1]))
     with pytest.raises(ValueError, match=r"badnpz.parquet: row 1, column 'stamp_npz'"):
-        alt.load_real(write("badnpz.parquet", stamp_npz=[blobs[0], b"not an npz"], label=[1, 0]))
+        dataset.load_real(write("badnpz.parquet", stamp_npz=[blobs[0], b"not an npz"], label=[1, 0]))
 
 
 def test_unpaired_test_table_gives_one_image_per_host_and_disjoint_classes():
@@ -303,7 +315,6 @@ def test_completeness_change_reads_each_side_on_its_own_lenses():
 
 
 def test_injected_test_set_keeps_the_rows_hosts_and_non_lenses_and_changes_only_the_arcs():
-    from lensnb import dataset
     from tests import corpus
 
     df = corpus.good_frame(n_hosts=16, per_host=1, seed=4)

@@ -39,7 +39,7 @@ def _real_manifest_dir(root, n=60, seed=3):
     """Real lenses and non-lenses in the team's format, two files: blobs with a ring of light for lenses."""
     import numpy as np
 
-    from lensnb.alternatives import write_real_manifest
+    from lensnb.dataset import write_real_manifest
     from lensnb.config import STAMP_SIZE
 
     rng = np.random.default_rng(seed)

@@ -88,3 +88,16 @@ def test_planted_gap_demos_catch_brighter_arcs_and_ignore_the_hosts():
     assert t.loc[("arcs 1.5 mag brighter", "host-subtracted"), "verdict"] == "fires"
     assert t.loc[("hosts only: brighter vs fainter hosts", "host-subtracted"), "verdict"] != "fires"
     assert t.loc[("hosts only: brighter vs fainter hosts", "raw stamps"), "verdict"] == "fires"
+
+
+def test_real_check_sizes_are_the_book_interval_codes_sizes():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(500, int), np.zeros(2000, int)]
+    s = np.r_[rng.normal(2.5, 1, 500), rng.normal(0, 1, 2000)]
+    sz = probe.real_check_sizes(s, y, 0.01, 0.65)
+    rec = probe.recall_on_real(s[y == 1], probe.threshold_at_fpr(s[y == 0], 0.01))[0]
+    assert sz["sim_recall"] == rec and 0 < rec < 1
+    assert sz["recall"] == probe.lenses_for_recall(rec, 0.1) and sz["nonlens"] == 500
+    assert sz["probe_quiet"] == probe.probe_sizes(0.5, 0.65) and sz["gap_auc"] == pytest.approx(0.75)
+    assert sz["probe_fire"] == probe.probe_sizes(0.75, 0.65)
+    assert probe.real_check_sizes(s, y, 0.001, 0.65)["nonlens"] == 5000

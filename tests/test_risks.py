@@ -209,3 +209,62 @@ def test_register_frame_marks_demonstrations_and_says_what_would_decide():
     reg = risks.register_frame(rows)
     assert list(reg["demonstration"]) == [False, True, True]
     assert reg.loc[0, "to decide"].startswith("≈") and reg.loc[1, "size here (95% CI)"] == "0.500"
+    summary = risks.register_summary(pd.concat([reg, reg.iloc[[0]].assign(risk="b", verdict="fires")],
+                                               ignore_index=True))
+    assert summary == {"n_risks": 2, "n_fire": 1, "n_undecidable": 1, "fired": "*b*"}
+    assert risks.register_summary(reg)["fired"] == "none"
+
+
+def test_brightness_risk_fires_on_a_planted_completeness_loss_and_says_what_it_needs_without_a_bright_model():
+    rng = np.random.default_rng(8)
+    y, s = _scores(800, 3.0, rng)
+    worse = s.copy()
+    worse[y == 1] -= 2.0
+    meta, bright = pd.DataFrame({"arc_snr": [10.0, 20.0, 30.0]}), pd.DataFrame({"arc_snr": [80.0, 90.0]})
+    rows, text = risks.brightness_risk(y, s[None], worse[None], np.arange(len(y)), 0.01, 0.25, "detectable",
+                                       bright_meta=bright, meta=meta, n_boot=100, seed=0)
+    assert [r["verdict"] for r in rows] == ["fires"]
+    assert text == "The bright training set's median arc S/N is 85; the detectable one's is 20."
+    rows, text = risks.brightness_risk(y, s[None], s[None], np.arange(len(y)), 0.01, 0.25, "detectable",
+                                       bright_meta=bright, meta=meta, n_boot=50, seed=0)
+    assert rows[0]["verdict"] != "fires"
+    for S_bright, fpr in ((None, 0.01), (worse[None], None)):
+        rows, text = risks.brightness_risk(y, s[None], S_bright, np.arange(len(y)), fpr, 0.25, "detectable",
+                                           bright_meta=bright, meta=meta, n_boot=50, seed=0)
+        assert rows == [] and text.startswith("The brightness risk needs")
+
+
+def test_gate_reading_names_the_interval_and_the_monitor_word():
+    from types import SimpleNamespace
+
+    r = SimpleNamespace(statistic=0.7, ci_low=0.66, ci_high=0.74, verdict="shortcut")
+    assert risks.gate_reading(r) == ("0.700 (0.660–0.740), fires", "fires")
+    assert risks.gate_reading(SimpleNamespace(statistic=0.5, ci_low=0.4, ci_high=0.6, verdict="no shortcut"))[1] == "quiet"
+    assert risks.gate_word("undecidable") == "undecidable"
+
+
+def test_probe_demos_without_the_simulator_say_so_and_with_planted_gaps_read_as_expected():
+    from lensnb import alternatives as alt
+
+    note, text = risks.probe_demos(alt.TestSet("t", np.zeros((4, 3, 64, 64), np.float32),
+                                               pd.DataFrame({"label": [1, 1, 0, 0], "host": list("abcd")})),
+                                   {}, 0.65, n_boot=10, seed=0)
+    assert list(note.columns) == ["note"] and text == "The planted-gap demonstration needs the simulator."
+    rng = np.random.default_rng(2)
+    n = 120
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    ring = np.exp(-((np.hypot(xx, yy) - 6) ** 2) / 4).astype(np.float32)
+    ctrl = (rng.normal(0, 0.01, (n, 3, 64, 64)) + np.exp(-np.hypot(xx, yy) / 4) * rng.uniform(0.5, 2, (n, 1, 1, 1))
+            ).astype(np.float32)
+    stamps = ctrl + 0.05 * ring * rng.uniform(0.5, 1.5, (n, 1, 1, 1)).astype(np.float32)
+    table = pd.DataFrame({"label": np.ones(n, int), "host": [f"h{i}" for i in range(n)]})
+    test = alt.TestSet("t", stamps, table, ctrl)
+    clumpy = alt.TestSet("c", ctrl + 0.05 * np.roll(ring, 9, axis=1)[None, None] * 3, table, ctrl)
+    demos, text = risks.probe_demos(test, {"clumpy sources": clumpy, "red sources (host colours)": clumpy}, 0.65,
+                                    n_boot=50, seed=0)
+    assert "clumpy sources" in set(demos["planted gap"]) and "red sources (host colours)" not in set(demos["planted gap"])
+    assert list(demos.columns) == ["planted gap", "input", "expected", "probe AUROC (95% CI)", "verdict", "as expected"]
+    got = demos.set_index(["planted gap", "input"])["verdict"]
+    assert got[("none (two halves of one sample)", "host-subtracted")] == "quiet"
+    assert got[("clumpy sources", "host-subtracted")] == "fires"
+    assert text.startswith(f"On {len(demos)} planted cases the probe reads as expected in ")
