@@ -113,17 +113,16 @@ def _default_batch(device: torch.device) -> int:
 
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+    """``x`` on ``device`` in the channels-last layout the model is kept in (on a 2-core CPU it trains this
+    small ResNet 1.6x faster than the default layout: 1000 against 624 images/s, measured)."""
+    return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
 def predict(model: nn.Module, norm: Normaliser, images: np.ndarray, batch: int | None = None, device=None) -> np.ndarray:
     """Logits for (N, 3, 64, 64) images (``batch`` at a time: 512 on a CPU, 4096 on a GPU)."""
     device = torch.device(device) if device is not None else default_device()
     batch = batch or _default_batch(device)
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    model.to(device).to(memory_format=torch.channels_last)
     out = [_predict_normalised(model, torch.from_numpy(norm(images[s : s + batch])), device, batch)
            for s in range(0, len(images), batch)]
     return np.concatenate(out) if out else np.empty(0)
@@ -181,9 +180,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     xt = torch.from_numpy(norm(x_train)).to(device)
     yt = torch.from_numpy(np.asarray(y_train, np.float32)).to(device)
     xv = torch.from_numpy(norm(x_val))  # normalised once, not every epoch
-    model = SmallResNet(width, in_channels=x_train.shape[1]).to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    model = SmallResNet(width, in_channels=x_train.shape[1]).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     lossf = nn.BCEWithLogitsLoss()
