@@ -167,9 +167,7 @@ class NewtonLogistic(ClassifierMixin, BaseEstimator):
             grad = reg * wb + self.C * (Xb.T @ (p - t))
             if np.max(np.abs(grad)) <= self.tol * max(1.0, self.C * len(t)):
                 break
-            H = (Xb * (self.C * p * (1 - p))[:, None]).T @ Xb
-            H[np.diag_indices(d)] += reg + 1e-12
-            step = np.linalg.solve(H, grad)
+            step = self._newton_step(Xb, self.C * p * (1 - p), reg, grad)
             a = 1.0
             while True:  # backtracking (Armijo) line search keeps every step a descent
                 new = wb - a * step
@@ -182,6 +180,30 @@ class NewtonLogistic(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.coef_, self.intercept_ = wb[None, :-1], wb[-1:]
         return self
+
+    @staticmethod
+    def _newton_step(Xb, w, reg, grad):
+        """H^-1 grad for the Hessian H = Xb^T diag(w) Xb + diag(reg) (``reg``: 1 for the weights, 0 for the intercept,
+        the last column of ``Xb``). With at least as many rows as columns, one (d x d) solve. With fewer rows than
+        features (a small table under a 2,000-pixel gate) the same step through an (n x n) system: the weights' block
+        I + A^T A (A = sqrt(w) X) inverted by the push-through identity I - A^T (I + A A^T)^-1 A, the unpenalised
+        intercept eliminated by its Schur complement; a 160 x 2,074 fit's step costs milliseconds instead of the
+        2,074-square solve's 45 ms."""
+        n, d = Xb.shape
+        if n >= d or not np.all(reg[:-1] == 1.0) or reg[-1] != 0.0:
+            H = (Xb * w[:, None]).T @ Xb
+            H[np.diag_indices(d)] += reg + 1e-12
+            return np.linalg.solve(H, grad)
+        X = Xb[:, :-1]
+        A = X * np.sqrt(w)[:, None]
+        K = A @ A.T
+        K[np.diag_indices(n)] += 1.0
+        h = X.T @ w  # the weights-intercept block of H
+        both = np.column_stack([grad[:-1], h])
+        both = both - A.T @ np.linalg.solve(K, A @ both)  # (I + A^T A)^-1 [g_w, h]
+        u, v = both[:, 0], both[:, 1]
+        z = (grad[-1] - h @ u) / max(w.sum() + 1e-12 - h @ v, 1e-300)  # the intercept's step (Schur complement)
+        return np.r_[u - z * v, z]
 
     def decision_function(self, X):
         return np.asarray(X, np.float64) @ self.coef_[0] + self.intercept_[0]

@@ -208,3 +208,25 @@ def test_gate_by_bin_finds_a_shortcut_planted_in_one_bin_only(tmp_path, monkeypa
     r = gates.cached_feature_gate("core LR", gates.core_features(X), y, g, n_boot=200)
     f = gates.feature_gate("core LR", gates.core_features(X), y, g, n_boot=200)
     assert (r.statistic, r.ci_low, r.ci_high, r.verdict) == (f.statistic, f.ci_low, f.ci_high, f.verdict)
+
+
+def test_newton_step_with_fewer_rows_than_features_is_the_full_solve():
+    """The (n x n) route a small table under a 2,000-pixel gate takes gives the step of the (d x d) solve, and the
+    fit it drives reaches the optimum scikit-learn's solver approaches."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    n, d = 120, 400
+    Xb = np.hstack([rng.normal(size=(n, d)) + rng.normal(size=(n, 1)), np.ones((n, 1))])
+    w = rng.uniform(0.01, 0.25, n)
+    reg = np.r_[np.ones(d), 0.0]
+    g = rng.normal(size=d + 1)
+    H = (Xb * w[:, None]).T @ Xb
+    H[np.diag_indices(d + 1)] += reg + 1e-12
+    full = np.linalg.solve(H, g)
+    np.testing.assert_allclose(gates.NewtonLogistic._newton_step(Xb, w, reg, g), full, rtol=0, atol=1e-8 * np.abs(full).max())
+    X = Xb[:, :-1]
+    y = (X[:, :3].sum(1) + rng.normal(size=n) > 0).astype(int)
+    ours = gates.NewtonLogistic(C=1.0).fit(X, y)
+    ref = LogisticRegression(C=1.0, tol=1e-10, max_iter=20000).fit(X, y)
+    np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), atol=1e-3)
