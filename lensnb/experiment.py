@@ -467,13 +467,14 @@ def gate_learning_curve(meta: pd.DataFrame, stamps, ctrls, train_hosts, host_cou
 
 
 def learning_curve(meta: pd.DataFrame, stamps, ctrls, split: dict, *, design: str, host_counts, per_host: int,
-                   seeds, n_val: int, train_kw: dict, progress_label: str = "") -> pd.DataFrame:
+                   seeds, n_val: int, train_kw: dict, progress_label: str = "", cache: str | None = None) -> pd.DataFrame:
     """Test AUROC (clustered SE) against the number of training hosts for one design.
 
     For each (hosts, seed): a random subset of the training hosts, ``per_host`` rows each, images per
     class = (hosts // 2) x per_host (so paired and unpaired see the same number of images); early stopping
     on a validation set of ``n_val`` per class from the validation hosts; scored on the design's own form
-    of the test hosts and on new injections into its training hosts (seen hosts).
+    of the test hosts and on new injections into its training hosts (seen hosts). With ``cache`` (the data's
+    fingerprint) each model is trained once per inputs (``train_cached``): a rerun retrains nothing it has trained.
     """
     from .power import auroc_clustered
 
@@ -493,8 +494,10 @@ def learning_curve(meta: pd.DataFrame, stamps, ctrls, split: dict, *, design: st
             table = pools.build_design(design, meta.loc[sub.index].assign(_orig=sub.index).reset_index(drop=True),
                                        chosen, n, n, seed)
             table["row"] = sub.index.to_numpy()[table["row"].to_numpy()]
-            res = train(design_images(table, stamps, ctrls), table["label"].to_numpy(), x_val, val["label"].to_numpy(),
-                        seed=seed, label=f"{progress_label}{design} h={h}", **train_kw)
+            res = train_cached(design_images(table, stamps, ctrls), table["label"].to_numpy(), x_val,
+                               val["label"].to_numpy(), seed=seed, label=f"{progress_label}{design} h={h}",
+                               train_kw=train_kw, cache_parts=None if cache is None else
+                               {"data": cache, "curve": design, "hosts": int(h), "per_host": int(per_host)})
             s = predict(res.model, res.normaliser, x_test)
             auc, se = auroc_clustered(test["label"], s, test["host"])
             seen = seen_host_table(table, meta, len(test) // 2, seed)
