@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+import torch.utils.deterministic
 from torch import nn
 
 from .lensing import default_device
@@ -80,15 +81,37 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random flips and 90-degree rotations (the 8 symmetries of the square), per sample.
 
     The symmetry of each sample is drawn from ``gen`` (a CPU generator), so the draw does not depend on
-    the device; the images are chosen with ``torch.where`` (no host synchronisation on a GPU)."""
+    the device. On a GPU the images are chosen with ``torch.where`` (no host synchronisation); on the CPU each
+    symmetry is applied to its own samples only: the same images in one pass over the batch instead of seven
+    ``where`` passes (10% of a training step, measured on 2 cores)."""
     k = torch.randint(0, 8, (x.shape[0],), generator=gen)
-    if x.is_cuda:  # through page-locked memory: an asynchronous copy, no wait for the GPU's queue
-        k = k.pin_memory().to(x.device, non_blocking=True)
+    if x.is_cuda:
+        return _symmetries_where(x, k.pin_memory().to(x.device, non_blocking=True))  # asynchronous copy
+    return _symmetries_indexed(x, k)
+
+
+def _symmetry(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Symmetry ``s`` (0-7) of the square applied to (N, C, H, W) images: rotation s mod 4, then a flip if s >= 4."""
+    y = torch.rot90(x, s % 4, dims=(2, 3))
+    return torch.flip(y, dims=(3,)) if s >= 4 else y
+
+
+def _symmetries_where(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Sample i under symmetry k[i], every symmetry computed for the whole batch and chosen by ``torch.where``."""
     k = k[:, None, None, None]
     out = x
     for s in range(1, 8):
-        y = torch.rot90(x, s % 4, dims=(2, 3))
-        out = torch.where(k == s, torch.flip(y, dims=(3,)) if s >= 4 else y, out)
+        out = torch.where(k == s, _symmetry(x, s), out)
+    return out
+
+
+def _symmetries_indexed(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The same as ``_symmetries_where``, each symmetry applied only to the samples that drew it."""
+    out = torch.empty_like(x)
+    for s in range(8):
+        i = torch.nonzero(k == s).squeeze(1)
+        if len(i):
+            out[i] = _symmetry(x[i], s)
     return out
 
 
@@ -172,6 +195,9 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     torch.manual_seed(seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
+        # deterministic mode also fills every new tensor with NaN (a guard against reading uninitialised memory,
+        # which no kernel here does): 15% of a training step on 2 cores, and the trained weights are the same
+        torch.utils.deterministic.fill_uninitialized_memory = False
     else:
         torch.backends.cudnn.benchmark = True
     gen = torch.Generator().manual_seed(seed)
@@ -220,6 +246,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     model.load_state_dict(best_state)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(False)
+        torch.utils.deterministic.fill_uninitialized_memory = True
     rate = n_seen / max(t_train, 1e-9)
     _log_throughput(label, device, rate, len(xt), len(hist))
     return TrainResult(model, norm, pd.DataFrame(hist), best_epoch, rate)

@@ -230,3 +230,20 @@ def test_newton_step_with_fewer_rows_than_features_is_the_full_solve():
     ours = gates.NewtonLogistic(C=1.0).fit(X, y)
     ref = LogisticRegression(C=1.0, tol=1e-10, max_iter=20000).fit(X, y)
     np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), atol=1e-3)
+
+
+def test_wide_fit_with_a_float32_hessian_reaches_the_float64_optimum(monkeypatch):
+    """Above ``F32_HESSIAN_COLUMNS`` the Newton step forms its Hessian in float32; the gradient and the stopping test
+    stay float64, so the fit lands on the optimum of the float64 route, in about as many steps."""
+    rng = np.random.default_rng(4)
+    n, d = 700, 300
+    X = rng.normal(size=(n, d)) + rng.normal(size=(n, 1))
+    y = (X[:, :5].sum(1) + rng.normal(size=n) > 0).astype(int)
+    monkeypatch.setattr(gates, "F32_HESSIAN_COLUMNS", 10**9)
+    exact = gates.NewtonLogistic(C=1.0).fit(X, y)
+    monkeypatch.setattr(gates, "F32_HESSIAN_COLUMNS", 100)
+    f32 = gates.NewtonLogistic(C=1.0).fit(X, y)
+    s64, s32 = exact.decision_function(X), f32.decision_function(X)
+    assert not np.array_equal(s64, s32)  # the float32 route ran
+    np.testing.assert_allclose(s32, s64, rtol=0, atol=1e-6 * np.abs(s64).max())
+    assert abs(f32.n_iter_ - exact.n_iter_) <= 2

@@ -51,6 +51,18 @@ def test_augment_draws_each_symmetry_from_the_generator():
     assert len(set(k.tolist())) == 8
 
 
+def test_cpu_and_gpu_symmetry_paths_give_the_same_images():
+    """The CPU path (each symmetry on its own samples) and the GPU path (torch.where over all eight) agree."""
+    import torch
+
+    from lensnb.train import _symmetries_indexed, _symmetries_where
+
+    x = torch.randn(40, 3, 8, 8)
+    k = torch.randint(0, 8, (40,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(_symmetries_indexed(x, k), _symmetries_where(x, k))
+    assert not torch.equal(_symmetries_indexed(x, k), x)
+
+
 def test_training_throughput_is_logged_when_asked(tmp_path, monkeypatch):
     import json
 
