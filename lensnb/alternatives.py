@@ -19,7 +19,7 @@ Units: images in nanomaggies per pixel; radii in pixels; theta_E in arcsec.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import gates, pools, preprocess
 from .config import STAMP_SIZE
+from .experiment import TestSet  # noqa: F401  (the common test sets: one class with the training chapter's)
 from .dataset import REAL_REQUIRED, load_real, write_real_manifest  # noqa: F401  (the real-lens manifest: dataset)
 from .metrics import fpr_at_tpr, resolvable_fpr, tpr_at_fpr, tpr_point  # noqa: F401  (alt.tpr_at_fpr in the chapters)
 
@@ -206,15 +207,15 @@ def differences_by_lens(out: dict, tests: dict, *, n_boot: int, seed: int, margi
 
     rows = []
     for tname in ("primary", "bright"):
-        if tname not in tests or (BASELINE, tname) not in out["scores"]:
+        if tname not in tests or (BASELINE, tname) not in out.scores:
             continue
         ts = tests[tname]
-        base = out["scores"][(BASELINE, tname)]
+        base = out.scores[(BASELINE, tname)]
         levels = bin_levels(ts.y, theta_bins(ts.table["theta_e_arcsec"], ts.table["psf_fwhm_used_r"]), "all test lenses")
-        for c in out["summary"]["candidate"]:
-            if c == BASELINE or (c, tname) not in out["scores"]:
+        for c in out.summary["candidate"]:
+            if c == BASELINE or (c, tname) not in out.scores:
                 continue
-            S = out["scores"][(c, tname)]
+            S = out.scores[(c, tname)]
             for lv, sel in levels:
                 npos = int((sel & (ts.y == 1)).sum())
                 row = {"candidate": c, "test set": tname, "lenses": lv, "positives": npos}
@@ -248,7 +249,7 @@ def completeness_change(out: dict, tests: dict, ref: tuple[str, str], new: tuple
     A, B = tests[ta], tests[tb]
     if not (np.array_equal(A.y, B.y) and np.array_equal(A.hosts, B.hosts)):
         raise ValueError(f"completeness_change: test sets {ta!r} and {tb!r} do not share rows and hosts")
-    Sa, Sb = out["scores"][(ca, ta)], out["scores"][(cb, tb)]
+    Sa, Sb = out.scores[(ca, ta)], out.scores[(cb, tb)]
     y, g = A.y, A.hosts
     ba, bb = (bin_levels(y, theta_bins(t.table["theta_e_arcsec"], t.table["psf_fwhm_used_r"]), "all test lenses")
               for t in (A, B))
@@ -391,22 +392,22 @@ def residual_table(summary: pd.DataFrame, by_lens: pd.DataFrame, labels: dict, *
     return t.drop(columns="_baseline").fillna("—")
 
 
-def set_aside(out: dict, names) -> tuple[dict, pd.DataFrame]:
+def set_aside(out: "Comparison", names) -> tuple["Comparison", pd.DataFrame]:
     """Take the candidates ``names`` out of ``run``'s ranking and of every per-design table (summary, ranked, gates,
-    theta, snr, confusers, reliance, results), renumbering the ranks; return the trimmed output and their summary
+    theta, snr, confusers, reliance, results), renumbering the ranks; return the trimmed comparison and their summary
     rows, to be shown apart. For the real-lens route: its simulated stand-in re-renders the simulator's own lenses
     and cannot fail, so it is a demonstration that the route runs, never a design to rank; real lenses train on a
     set of another size than the simulated designs, so they are reported beside the ranking, not in it."""
     names = set(names)
-    trimmed = dict(out)
+    trim = {}
     for k in ("summary", "ranked", "gates", "theta", "snr", "confusers", "reliance", "results"):
-        t = out.get(k)
+        t = getattr(out, k)
         if isinstance(t, pd.DataFrame) and "candidate" in t.columns:
-            trimmed[k] = t[~t["candidate"].isin(names)].reset_index(drop=True)
-    if "rank" in trimmed.get("ranked", pd.DataFrame()).columns:
-        trimmed["ranked"] = trimmed["ranked"].assign(rank=np.arange(1, len(trimmed["ranked"]) + 1))
-    aside = out["summary"][out["summary"]["candidate"].isin(names)].reset_index(drop=True)
-    return trimmed, aside
+            trim[k] = t[~t["candidate"].isin(names)].reset_index(drop=True)
+    if "rank" in trim.get("ranked", pd.DataFrame()).columns:
+        trim["ranked"] = trim["ranked"].assign(rank=np.arange(1, len(trim["ranked"]) + 1))
+    aside = out.summary[out.summary["candidate"].isin(names)].reset_index(drop=True)
+    return replace(out, **trim), aside
 
 
 def rank(table: pd.DataFrame, metric: str = "tpr", margin: float = LOSS_MARGIN) -> pd.DataFrame:
@@ -426,27 +427,6 @@ def rank(table: pd.DataFrame, metric: str = "tpr", margin: float = LOSS_MARGIN) 
 
 
 # --------------------------------------------------------------------------- data
-@dataclass
-class TestSet:
-    """A common test set: raw images (N, 3, 64, 64), a table with label, host, theta_e_arcsec,
-    psf_fwhm_used_r, arc_snr (the counter-image position where the data give it; confuser_type for the
-    confuser set) and, where the data are paired, each image's host-only control (N, 3, 64, 64), from which
-    the reliance measure fills a hidden region."""
-
-    name: str
-    images: np.ndarray
-    table: pd.DataFrame
-    controls: np.ndarray | None = None
-
-    @property
-    def y(self):
-        return self.table["label"].to_numpy()
-
-    @property
-    def hosts(self):
-        return self.table["host"].to_numpy()
-
-
 def _confuser_dataset(preset: str, n_hosts: int, per_host: int, seed: int, overrides: dict | None = None) -> Path:
     """A cached simulated set whose arcs are replaced by confusers of every type (same hosts as the
     preset's dataset with this seed and host count)."""
@@ -541,7 +521,7 @@ def variant_test_set(name: str, primary: TestSet, n_hosts: int, seed: int, overr
     t = _test_frame(primary.table[["row", "image", "label", "host"]], m)
     if not (pools.host_key(m).to_numpy()[t["row"].to_numpy()] == t["host"].to_numpy()).all():
         raise RuntimeError(f"the {name} test set's hosts differ from the primary's")
-    return TestSet(name, _images(t, s, c), t, c[t["row"].to_numpy()])
+    return TestSet(name, t, images=_images(t, s, c), controls=c[t["row"].to_numpy()])
 
 
 INJECT_PRESET = "detectable"  # whose arcs go into the team's own test controls (the sourced detectable population)
@@ -570,7 +550,7 @@ def injected_test_set(primary: TestSet, meta: pd.DataFrame, ctrls: np.ndarray, s
             t.loc[pos, c] = im[c].to_numpy(float)
     images = primary.images.copy()
     images[pos] = stamps
-    return TestSet(f"`{preset}` arcs injected into your test hosts", images, t, primary.controls)
+    return TestSet(f"`{preset}` arcs injected into your test hosts", t, images=images, controls=primary.controls)
 
 
 def test_sets(n_hosts: int, seed: int, *, preset: str = "physical", data_test=None,
@@ -584,7 +564,8 @@ def test_sets(n_hosts: int, seed: int, *, preset: str = "physical", data_test=No
     if data_test is not None:
         stamps, ctrls, meta = data_test
         t = _test_frame(unpaired_test_table(meta, seed), meta)
-        out["primary"] = TestSet("your data (unseen hosts)", _images(t, stamps, ctrls), t, ctrls[t["row"].to_numpy()])
+        out["primary"] = TestSet("your data (unseen hosts)", t, images=_images(t, stamps, ctrls),
+                                 controls=ctrls[t["row"].to_numpy()])
         if inject_preset:
             out["injected"] = injected_test_set(out["primary"], meta, ctrls, seed + 1, preset=inject_preset)
         return out
@@ -592,16 +573,16 @@ def test_sets(n_hosts: int, seed: int, *, preset: str = "physical", data_test=No
 
     stamps, ctrls, meta = _load(cached_dataset(preset, n_hosts, 1, seed))
     t = _test_frame(unpaired_test_table(meta, seed), meta)
-    out["primary"] = TestSet(f"{preset} brightness", _images(t, stamps, ctrls), t, ctrls[t["row"].to_numpy()])
+    out["primary"] = TestSet(f"{preset} brightness", t, images=_images(t, stamps, ctrls), controls=ctrls[t["row"].to_numpy()])
     bs, bc, bm = _load(cached_dataset(preset, n_hosts, 1, seed, preset_overrides=bright_overrides()))
     if not (pools.host_key(bm) == pools.host_key(meta)).all():
         raise RuntimeError("the bright test set's hosts differ from the primary's")
     tb = _test_frame(t[["row", "image", "label", "host"]], bm)
-    out["bright"] = TestSet(f"{BRIGHT_PRESET} brightness", _images(tb, bs, bc), tb, bc[tb["row"].to_numpy()])
+    out["bright"] = TestSet(f"{BRIGHT_PRESET} brightness", tb, images=_images(tb, bs, bc), controls=bc[tb["row"].to_numpy()])
     cs, _, cm = _load(_confuser_dataset(preset, n_hosts, 1, seed), with_ctrls=False)
     tc = pd.DataFrame({"row": np.arange(len(cm)), "image": "stamp", "label": 0, "host": pools.host_key(cm).to_numpy(),
                        "confuser_type": cm["confuser_type"].to_numpy()})
-    out["confusers"] = TestSet("confusers (every type)", cs, tc)
+    out["confusers"] = TestSet("confusers (every type)", tc, images=cs)
     return out
 
 
@@ -719,6 +700,50 @@ def _auc_row(name, y, S, g, n_boot, seed):
     return {"auroc": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "seed_sd": r.seed_sd}
 
 
+def _frame():
+    return pd.DataFrame()
+
+
+@dataclass
+class Comparison:
+    """The alternatives compared on the common test sets: what ``train_candidates`` fills (the training half) and
+    what ``judge`` adds (the judging half); ``run`` returns both. Tables are long form with a ``candidate`` column.
+
+    Training: ``split`` (the host split), ``scores`` ((candidate, test set) -> (n_seeds, N) scores; test sets
+    include "primary, <region> hidden" for the reliance measure), ``gates`` (the registered gates on each candidate's
+    own training input), ``gate_bins`` (the core gates per θ_E/FWHM bin, ``gates.gate_by_bin``), ``kinds`` (the
+    hard-negative mix), ``timing`` (s per candidate), ``models`` (candidate -> trained models, one per seed),
+    ``tables`` (candidate -> its train/val sample tables), ``hidden`` (the regions hidden for the reliance measure).
+
+    Judging: ``results`` (candidate x test set AUROC), ``summary`` (one row per candidate: primary AUROC, difference
+    from the baseline, TPR at low FPR, AUROC at the other brightness, core gates on the candidate's own input, the
+    shortcut verdict), ``ranked`` (``rank``), ``theta`` and ``snr`` (TPR by θ_E/FWHM and by arc S/N), ``confusers``
+    (FPR per type), ``reliance`` (``experiment.reliance_by_bin``: the share of skill above chance lost, and the
+    AUROC drop, when the core box or the counter-image disk is filled from each image's own control, per θ_E bin;
+    empty when the test set has no controls), ``memorisation`` (the baseline's seen- minus unseen-host AUROC per bin),
+    ``n_test_negatives`` and ``fprs`` (the working points)."""
+
+    split: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+    gates: pd.DataFrame = field(default_factory=_frame)
+    gate_bins: pd.DataFrame = field(default_factory=_frame)
+    kinds: dict = field(default_factory=dict)
+    timing: pd.DataFrame = field(default_factory=_frame)
+    models: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)
+    hidden: list = field(default_factory=list)
+    results: pd.DataFrame = field(default_factory=_frame)
+    summary: pd.DataFrame = field(default_factory=_frame)
+    ranked: pd.DataFrame = field(default_factory=_frame)
+    theta: pd.DataFrame = field(default_factory=_frame)
+    snr: pd.DataFrame = field(default_factory=_frame)
+    confusers: pd.DataFrame = field(default_factory=_frame)
+    reliance: pd.DataFrame = field(default_factory=_frame)
+    memorisation: pd.DataFrame = field(default_factory=_frame)
+    n_test_negatives: int = 0
+    fprs: list = field(default_factory=list)
+
+
 JUDGE_GATES = gates.CORE_GATES + ("radial-profile LR",)  # from the registry: each candidate's own training input
 
 
@@ -726,12 +751,12 @@ def train_candidates(cands, data: dict, tests: dict[str, TestSet], *, n_hosts: d
                      seeds, train_kw: dict, cache: str | None = None, dropout_p: float = 0.5,
                      dropout_radius_px: float = 5.0, shuffle_share: float = 0.25, confuser_share: float = 0.25,
                      gate_threshold: float = gates.THRESHOLD, n_boot: int = 500, counter_radius_fwhm: float = 0.75,
-                     progress: bool = True) -> dict:
+                     progress: bool = True) -> Comparison:
     """Train every candidate (``Candidate`` objects; one model per training seed, cached by its inputs), score it on
     every test set (and on the primary set with the core box or counter-image disk of ``counter_radius_fwhm`` FWHM
     filled from each image's own control), and run the registered gates ``JUDGE_GATES`` on its own training input
-    (all lenses, and the core gates per θ_E/FWHM bin of the training lenses). Returns {"split", "scores",
-    "gates", "gate_bins", "kinds", "timing", "models", "tables", "hidden"}: the inputs of ``judge``."""
+    (all lenses, and the core gates per θ_E/FWHM bin of the training lenses). Returns the training half of a
+    :class:`Comparison` (split, scores, gates, gate_bins, kinds, timing, models, tables, hidden): ``judge``'s input."""
     import time
 
     from tqdm import tqdm
@@ -804,24 +829,23 @@ def train_candidates(cands, data: dict, tests: dict[str, TestSet], *, n_hosts: d
                                                        seed=seed, model=gate.model).assign(candidate=cand.name))
         timing[cand.name] = {"train_s": t1 - t0, "judge_s": time.perf_counter() - t1,
                              "images_per_s": float(np.mean([m.images_per_s for m in models]))}
-    return {"split": split, "scores": scores, "gates": pd.DataFrame(gate_rows),
-            "gate_bins": pd.concat(gate_bin_rows, ignore_index=True) if gate_bin_rows else pd.DataFrame(),
-            "kinds": kinds, "timing": pd.DataFrame(timing).T, "models": trained, "tables": train_tables,
-            "hidden": list(hidden)}
+    return Comparison(split=split, scores=scores, gates=pd.DataFrame(gate_rows),
+                      gate_bins=pd.concat(gate_bin_rows, ignore_index=True) if gate_bin_rows else pd.DataFrame(),
+                      kinds=kinds, timing=pd.DataFrame(timing).T, models=trained, tables=train_tables, hidden=list(hidden))
 
 
-def judge(cands, trained: dict, data: dict, tests: dict[str, TestSet], *, seed: int, n_boot: int = 500,
+def judge(cands, trained: Comparison, data: dict, tests: dict[str, TestSet], *, seed: int, n_boot: int = 500,
           fprs=(0.01, 0.001), reliance_relative: float = 0.2, loss_margin: float = LOSS_MARGIN) -> dict:
     """Judge trained candidates (``train_candidates``' output) on the common test sets: AUROC on every test set,
     the difference from the baseline (joint host bootstrap, 95% and 90%), TPR at the ``fprs`` working points, the
     core gates' shortcut verdict, TPR per θ_E/FWHM and S/N bin, FPR on each confuser type, the reliance on the core
-    and counter-image (``experiment.reliance_by_bin``) and the baseline's host memorisation. Returns ``trained``'s
-    keys with the judged tables added (see ``run``)."""
+    and counter-image (``experiment.reliance_by_bin``) and the baseline's host memorisation. Returns ``trained`` with
+    the judging half filled in (:class:`Comparison`)."""
     from .experiment import reliance_by_bin, theta_bins
     from .metrics import difference_verdict, seeded_differences
 
-    scores, gate_df = trained["scores"], trained["gates"]
-    trained_models, train_tables, hidden = trained["models"], trained["tables"], trained["hidden"]
+    scores, gate_df = trained.scores, trained.gates
+    trained_models, train_tables, hidden = trained.models, trained.tables, trained.hidden
     prim = tests["primary"]
     done = [c for c in cands if (c.name, "primary") in scores]
 
@@ -902,28 +926,19 @@ def judge(cands, trained: dict, data: dict, tests: dict[str, TestSet], *, seed: 
     memo = memorisation(CANDIDATES[BASELINE], trained_models.get(BASELINE), data, train_tables.get(BASELINE), prim, bins,
                         seed=seed, n_boot=n_boot, primary_scores=scores.get((BASELINE, "primary")))
     ranked = rank(summ, f"tpr_{fprs[0]:g}" if summ[f"tpr_{fprs[0]:g}"].notna().any() else "auroc", margin=loss_margin)
-    return {**trained, "memorisation": memo, "results": res, "summary": summ, "ranked": ranked,
-            "theta": pd.DataFrame(theta_rows), "snr": pd.DataFrame(snr_rows), "confusers": pd.DataFrame(conf_rows),
-            "reliance": pd.concat(rel_rows, ignore_index=True) if rel_rows else pd.DataFrame(),
-            "n_test_negatives": n_neg, "fprs": list(fprs)}
+    return replace(trained, memorisation=memo, results=res, summary=summ, ranked=ranked,
+                   theta=pd.DataFrame(theta_rows), snr=pd.DataFrame(snr_rows), confusers=pd.DataFrame(conf_rows),
+                   reliance=pd.concat(rel_rows, ignore_index=True) if rel_rows else pd.DataFrame(),
+                   n_test_negatives=n_neg, fprs=list(fprs))
 
 
 def run(candidates, data: dict, tests: dict[str, TestSet], *, n_hosts: dict, n_per_class: dict, seed: int, seeds,
         train_kw: dict, cache: str | None = None, dropout_p: float = 0.5, dropout_radius_px: float = 5.0,
         shuffle_share: float = 0.25, confuser_share: float = 0.25, gate_threshold: float = gates.THRESHOLD, n_boot: int = 500,
         fprs=(0.01, 0.001), counter_radius_fwhm: float = 0.75, reliance_relative: float = 0.2,
-        loss_margin: float = LOSS_MARGIN, progress: bool = True) -> dict:
-    """Train every candidate (one model per training seed, cached by its inputs) and judge it on the common
-    test sets. Returns tables: ``results`` (candidate x test set AUROC), ``summary`` (one row per candidate:
-    primary AUROC, difference from the baseline, TPR at low FPR, AUROC at the other brightness, core gates on
-    the candidate's own input, the shortcut verdict), ``gates``, ``theta`` (TPR by theta_E / FWHM),
-    ``snr`` (completeness against arc S/N), ``confusers`` (FPR per type), ``reliance`` (the one reliance measure,
-    ``experiment.reliance_by_bin``: the share of skill above chance lost, and the AUROC drop, when the core box or the
-    counter-image disk of ``counter_radius_fwhm`` FWHM is filled from each image's own control, per theta_E bin;
-    empty when the test set has no controls), ``gate_bins`` (the core gates per θ_E/FWHM bin of the training lenses,
-    ``gates.gate_by_bin``), ``memorisation`` (the baseline's seen- minus unseen-host AUROC per bin, ``memorisation``),
-    ``kinds`` (the hard-negative mix), ``tables`` (candidate -> its train/val sample tables) and ``models`` (candidate
-    -> trained models, one per seed)."""
+        loss_margin: float = LOSS_MARGIN, progress: bool = True) -> Comparison:
+    """Train every candidate (one model per training seed, cached by its inputs; ``train_candidates``) and judge it on
+    the common test sets (``judge``). Returns a :class:`Comparison`, whose docstring names every table."""
     cands = get_candidates([c.name if isinstance(c, Candidate) else c for c in candidates])
     if BASELINE not in [c.name for c in cands]:
         raise ValueError(f"the candidates must include the baseline {BASELINE!r}")

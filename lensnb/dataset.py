@@ -152,6 +152,45 @@ def encode_npz(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+_NPY_HEADER = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({STAMP_SIZE}, {STAMP_SIZE}), }}"
+_NPY_BYTES = STAMP_SIZE * STAMP_SIZE * 4
+
+
+def _decode_plain_npz(blob: bytes) -> np.ndarray | None:
+    """The common case read directly: an uncompressed npz (as ``np.savez`` and ``encode_npz`` write it) holding
+    image_g, image_r, image_z in that order, each a little-endian float32 64x64 C-order array whose CRC-32 matches
+    its zip header, all pixels finite. Returns (3, 64, 64) float32, or None for anything else (another layout,
+    compression, a damaged or non-finite array), which ``decode_npz`` then reads, or refuses, through ``np.load``.
+    The same pixels as ``np.load``, 20-30x faster (a stamp in ~40 us against ~1 ms): the build decodes each data
+    set's stamps in several chapters."""
+    import zlib
+
+    out = np.empty((3, STAMP_SIZE, STAMP_SIZE), np.float32)
+    pos = 0
+    for i, b in enumerate(BANDS):
+        h = blob[pos:pos + 30]
+        if len(h) < 30 or h[:4] != b"PK\x03\x04" or int.from_bytes(h[6:8], "little") & 0x9 \
+                or int.from_bytes(h[8:10], "little") != 0:  # encrypted, data descriptor, or compressed
+            return None
+        nlen, xlen = int.from_bytes(h[26:28], "little"), int.from_bytes(h[28:30], "little")
+        if blob[pos + 30:pos + 30 + nlen] != f"image_{b}.npy".encode():
+            return None
+        d = pos + 30 + nlen + xlen
+        if blob[d:d + 8] != b"\x93NUMPY\x01\x00":
+            return None
+        hlen = int.from_bytes(blob[d + 8:d + 10], "little")
+        if blob[d + 10:d + 10 + hlen].decode("latin1").strip() != _NPY_HEADER:
+            return None
+        start = d + 10 + hlen
+        end = start + _NPY_BYTES
+        if end > len(blob) or zlib.crc32(memoryview(blob)[d:end]) != int.from_bytes(h[14:18], "little"):
+            return None
+        out[i] = np.frombuffer(blob, dtype="<f4", count=STAMP_SIZE * STAMP_SIZE, offset=start).reshape(
+            STAMP_SIZE, STAMP_SIZE)
+        pos = end
+    return out if np.isfinite(out).all() else None
+
+
 def decode_npz(blob: bytes, where: str = "") -> np.ndarray:
     """npz bytes -> (3, 64, 64) float32; never unpickles; errors name ``where``.
 
@@ -160,6 +199,9 @@ def decode_npz(blob: bytes, where: str = "") -> np.ndarray:
     """
     if blob is None or len(blob) == 0:
         raise ValueError(f"{where}: empty npz")
+    fast = _decode_plain_npz(blob)
+    if fast is not None:
+        return fast
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             arrs = []

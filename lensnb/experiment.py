@@ -111,12 +111,19 @@ def memorisation_by_bin(seen: tuple, unseen: tuple, *, n_boot: int, seed: int, m
 
 
 @dataclass
-class Evaluation:
-    """Scores of one design's models (one row per training seed) on one evaluation table."""
+class TestSet:
+    """A labelled set of images that models are judged on (the training chapter's evaluation tables and the
+    alternatives' common test sets alike): ``table`` has one row per image with label and host (and what the data
+    give per image: theta_e_arcsec, psf_fwhm_used_r, arc_snr, the counter-image position; confuser_type for the
+    confuser set); ``images`` (N, C, 64, 64) where the set is kept with its pixels; ``controls`` each image's
+    host-only control (N, 3, 64, 64) where the data are paired, from which the reliance measure fills a hidden
+    region; ``scores`` (n_seeds, N) of one design's models (one row per training seed) once they are scored."""
 
     name: str
     table: pd.DataFrame
-    scores: np.ndarray  # (n_seeds, n_images)
+    images: np.ndarray | None = None
+    controls: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     @property
     def y(self):
@@ -127,6 +134,9 @@ class Evaluation:
         return self.table["host"].to_numpy()
 
     def ci(self, n_boot: int, seed: int, level: float = 0.95):
+        """Seed-mean AUROC of ``scores`` with its host-bootstrap interval (``metrics.seeded_auroc``)."""
+        if self.scores is None:
+            raise ValueError(f"test set {self.name!r} has no model scores yet")
         return seeded_auroc(self.y, self.scores, self.hosts, n_boot=n_boot, seed=seed, level=level)
 
 
@@ -176,7 +186,7 @@ def run(meta: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, *, n_hosts: d
     ``"core_fill"``) or a callable applied to every training and evaluation image. ``cache`` (a data
     fingerprint, see ``lensnb.results``) keeps the trained models on disk, so another chapter asking
     for the same experiment gets the same models. Returns a dict of tables, models (design -> list over
-    seeds), evaluations ((design, set) -> :class:`Evaluation`) and a results table.
+    seeds), evaluations ((design, set) -> :class:`TestSet` with its scores) and a results table.
     """
 
     seeds = list(seeds) if seeds is not None else [seed]
@@ -213,7 +223,7 @@ def run(meta: pd.DataFrame, stamps: np.ndarray, ctrls: np.ndarray, *, n_hosts: d
                 "test unpaired": test["unpaired"], "seen hosts": seen}
         for name, t in sets.items():
             x = imgs(t)
-            ev = Evaluation(name, t, score_models(models[d], x))
+            ev = TestSet(name, t, scores=score_models(models[d], x))
             evals[(d, name)] = ev
             r = ev.ci(n_boot, seed)
             rows.append({"trained on": d, "evaluated on": name, "auroc": r.estimate, "ci_low": r.ci_low,

@@ -114,7 +114,7 @@ def test_shortcut_verdict_and_ranking():
 def test_realism_targets_are_the_real_lenses_only_or_none_without_the_simulator(tmp_path):
     x = _images(6, 8)
     p = dataset.write_real_manifest(tmp_path / "real.parquet", x, [1, 0, 1, 0, 1, 0], ra=np.arange(6.0), dec=np.zeros(6))
-    test = alt.TestSet("t", x, pd.DataFrame({"label": [1, 0, 1, 0, 1, 0], "host": list("abcdef")}))
+    test = alt.TestSet("t", pd.DataFrame({"label": [1, 0, 1, 0, 1, 0], "host": list("abcdef")}), images=x)
     img, hosts, name = alt.realism_targets(str(p), test, simulated=True, n_hosts=6, seed=0, standin={}, preset="x")
     np.testing.assert_array_equal(img, x[[0, 2, 4]])
     assert len(set(hosts)) == 3 and name == "your real lenses"
@@ -165,21 +165,21 @@ def test_differences_by_lens_read_each_theta_bin_on_its_own():
     y = np.r_[np.ones(n_pos, int), np.zeros(n_neg, int)]
     theta = np.r_[np.where(np.arange(n_pos) % 2 == 0, 0.5, 2.0), np.full(n_neg, np.nan)]
     table = pd.DataFrame({"theta_e_arcsec": theta, "psf_fwhm_used_r": 1.0, "label": y, "host": np.arange(len(y))})
-    ts = alt.TestSet("primary", np.zeros((len(y), 3, 2, 2), np.float32), table)
+    ts = alt.TestSet("primary", table, images=np.zeros((len(y), 3, 2, 2), np.float32))
     base = np.stack([np.r_[rng.normal(2, 1, n_pos), rng.normal(0, 1, n_neg)] for _ in range(2)])
     design = base.copy()
     unresolved = np.r_[theta[:n_pos] < 0.75, np.zeros(n_neg, bool)]
     design[:, unresolved] = rng.normal(0, 1, (2, unresolved.sum()))
-    out = {"scores": {(alt.BASELINE, "primary"): base, ("unpaired_residual", "primary"): design},
-           "summary": pd.DataFrame({"candidate": [alt.BASELINE, "unpaired_residual"]})}
+    out = alt.Comparison(scores={(alt.BASELINE, "primary"): base, ("unpaired_residual", "primary"): design},
+                         summary=pd.DataFrame({"candidate": [alt.BASELINE, "unpaired_residual"]}))
     bl = alt.differences_by_lens(out, {"primary": ts}, n_boot=200, seed=1).set_index("lenses")
     assert bl.loc["θ_E < 0.75 FWHM", "reading"] == "loses the lenses"
     assert bl.loc["θ_E > 1.25 FWHM", "reading"] == "keeps the lenses"
     assert bl.loc["0.75–1.25 FWHM", "reading"].startswith("fewer than")
     # the same design on a population of resolved lenses only: the overall verdict flips to "keeps"
     keep = ~unresolved
-    ts2 = alt.TestSet("primary", ts.images[keep], table[keep].reset_index(drop=True))
-    out2 = {"scores": {k: v[:, keep] for k, v in out["scores"].items()}, "summary": out["summary"]}
+    ts2 = alt.TestSet("primary", table[keep].reset_index(drop=True), images=ts.images[keep])
+    out2 = alt.Comparison(scores={k: v[:, keep] for k, v in out.scores.items()}, summary=out.summary)
     overall = alt.differences_by_lens(out2, {"primary": ts2}, n_boot=200, seed=1).set_index("lenses")
     assert overall.loc["all test lenses", "reading"] == "keeps the lenses"
     assert alt.differences_by_lens(out, {"primary": ts}, n_boot=200, seed=1).set_index(
@@ -236,14 +236,14 @@ def test_population_dependence_says_for_which_lenses_each_conclusion_holds():
 
 def test_the_real_lens_route_is_set_aside_from_the_ranking():
     summ = pd.DataFrame({"candidate": ["unpaired_raw", "real_lenses", "paired_raw"], "auroc": [0.9, 0.99, 0.8]})
-    out = {"summary": summ, "ranked": summ.assign(rank=[2, 1, 3]).sort_values("rank").reset_index(drop=True),
-           "gates": pd.DataFrame({"candidate": ["real_lenses", "paired_raw"], "gate": ["core LR"] * 2}),
-           "scores": {("real_lenses", "primary"): np.zeros((1, 2))}}
+    out = alt.Comparison(summary=summ, ranked=summ.assign(rank=[2, 1, 3]).sort_values("rank").reset_index(drop=True),
+                         gates=pd.DataFrame({"candidate": ["real_lenses", "paired_raw"], "gate": ["core LR"] * 2}),
+                         scores={("real_lenses", "primary"): np.zeros((1, 2))})
     trimmed, aside = alt.set_aside(out, ["real_lenses"])
-    assert list(trimmed["ranked"]["candidate"]) == ["unpaired_raw", "paired_raw"] and list(trimmed["ranked"]["rank"]) == [1, 2]
-    assert "real_lenses" not in set(trimmed["summary"]["candidate"]) and list(trimmed["gates"]["candidate"]) == ["paired_raw"]
+    assert list(trimmed.ranked["candidate"]) == ["unpaired_raw", "paired_raw"] and list(trimmed.ranked["rank"]) == [1, 2]
+    assert "real_lenses" not in set(trimmed.summary["candidate"]) and list(trimmed.gates["candidate"]) == ["paired_raw"]
     assert list(aside["candidate"]) == ["real_lenses"] and aside["auroc"].iloc[0] == 0.99
-    assert len(out["summary"]) == 3  # the input is not modified
+    assert len(out.summary) == 3 and trimmed.scores is out.scores  # the input is not modified
 
 
 def test_residual_table_reads_gates_and_lens_changes_per_design():
@@ -295,22 +295,22 @@ def test_completeness_change_reads_each_side_on_its_own_lenses():
     inj = base.copy()
     inj.loc[: n - 1, "theta_e_arcsec"] = np.where(np.arange(n) % 2 == 0, 1.0, 2.0)
     im = np.zeros((2 * n, 3, 2, 2), np.float32)
-    tests = {"primary": alt.TestSet("own", im, base), "injected": alt.TestSet("injected", im, inj)}
+    tests = {"primary": alt.TestSet("own", base, images=im), "injected": alt.TestSet("injected", inj, images=im)}
     own = np.stack([np.r_[rng.normal(4, 1, n), rng.normal(0, 1, n)] for _ in range(3)])
     faint = own.copy()
     faint[:, :n] = rng.normal(1, 1, (3, n))
-    out = {"scores": {(alt.BASELINE, "primary"): own, (alt.BASELINE, "injected"): faint}}
+    out = alt.Comparison(scores={(alt.BASELINE, "primary"): own, (alt.BASELINE, "injected"): faint})
     c = alt.completeness_change(out, tests, (alt.BASELINE, "primary"), (alt.BASELINE, "injected"), fpr=0.05,
                                 n_boot=100, seed=0).set_index("lenses")
     assert c.loc["all test lenses", "reading"] == "lower" and c.loc["all test lenses", "change_high"] < -0.3
     assert c.loc["θ_E > 1.25 FWHM", "positives, ref"] == n and c.loc["θ_E > 1.25 FWHM", "positives, new"] == n // 2
     assert c.loc["0.75–1.25 FWHM", "positives, ref"] == 0 and c.loc["0.75–1.25 FWHM", "reading"].startswith("fewer")
     assert c.loc["θ_E > 1.25 FWHM", "completeness, ref"] > 0.9
-    same = alt.completeness_change({"scores": {(alt.BASELINE, "primary"): own, ("x", "primary"): own}}, tests,
+    same = alt.completeness_change(alt.Comparison(scores={(alt.BASELINE, "primary"): own, ("x", "primary"): own}), tests,
                                    (alt.BASELINE, "primary"), ("x", "primary"), fpr=0.05, n_boot=100, seed=0)
     assert (same["change"].fillna(0) == 0).all() and set(same["reading"]) <= {"no difference shown"}
     with pytest.raises(ValueError, match="do not share rows and hosts"):
-        alt.completeness_change(out, {"primary": tests["primary"], "injected": alt.TestSet("x", im[:10], inj[:10])},
+        alt.completeness_change(out, {"primary": tests["primary"], "injected": alt.TestSet("x", inj[:10], images=im[:10])},
                                 (alt.BASELINE, "primary"), (alt.BASELINE, "injected"), fpr=0.05, n_boot=10, seed=0)
 
 
@@ -333,3 +333,15 @@ def test_injected_test_set_keeps_the_rows_hosts_and_non_lenses_and_changes_only_
     assert j.table.loc[pos, "theta_e_arcsec"].notna().all() and (j.table.loc[pos, "arc_snr"] >= 20).all()
     again = alt.test_sets(0, 5, data_test=(stamps, ctrls, meta))["injected"]
     np.testing.assert_array_equal(again.images, j.images)
+
+
+def test_the_common_test_sets_and_the_training_chapters_evaluations_are_one_class():
+    """``alternatives.TestSet`` is ``experiment.TestSet``: images and controls where kept, model scores once scored."""
+    from lensnb import experiment
+
+    assert alt.TestSet is experiment.TestSet
+    t = alt.TestSet("t", pd.DataFrame({"label": [1, 0, 1, 0], "host": list("aabb")}))
+    with pytest.raises(ValueError, match="no model scores"):
+        t.ci(10, 0)
+    t.scores = np.array([[0.9, 0.1, 0.8, 0.2]])
+    assert t.ci(50, 0).estimate == 1.0 and list(t.hosts) == list("aabb")

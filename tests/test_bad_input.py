@@ -75,3 +75,33 @@ def test_build_refuses_bad_data_before_executing(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert re.search(pattern, proc.stderr) and "executing" not in proc.stdout
+
+
+def test_plain_npz_fast_path_reads_what_np_load_reads_and_leaves_the_rest_to_it():
+    """``encode_npz``'s layout is read directly (the same pixels as ``np.load``); a compressed npz, another dtype,
+    a damaged array (CRC mismatch) or a non-finite pixel goes through ``np.load`` and its checks."""
+    import io
+
+    from lensnb import dataset as ds
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 64, 64)).astype(np.float32)
+    blob = ds.encode_npz(x)
+    assert np.array_equal(ds._decode_plain_npz(blob), x)
+    assert np.array_equal(ds.decode_npz(blob, "f: row 0"), x)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, image_g=x[0], image_r=x[1], image_z=x[2])
+    assert ds._decode_plain_npz(buf.getvalue()) is None and np.array_equal(ds.decode_npz(buf.getvalue()), x)
+    buf = io.BytesIO()
+    np.savez(buf, image_g=x[0].astype(np.float64), image_r=x[1].astype(np.float64), image_z=x[2].astype(np.float64))
+    assert ds._decode_plain_npz(buf.getvalue()) is None and np.array_equal(ds.decode_npz(buf.getvalue()), x)
+    bad = bytearray(blob)
+    bad[300] ^= 1  # a flipped bit inside image_g's pixels
+    assert ds._decode_plain_npz(bytes(bad)) is None
+    with pytest.raises(ValueError, match="f: row 3: unreadable npz"):
+        ds.decode_npz(bytes(bad), "f: row 3")
+    y = x.copy()
+    y[1, 5, 5] = np.nan
+    assert ds._decode_plain_npz(ds.encode_npz(y)) is None
+    with pytest.raises(ValueError, match="image_r has 1 NaN/inf pixel"):
+        ds.decode_npz(ds.encode_npz(y), "f")

@@ -246,8 +246,8 @@ def test_gate_reading_names_the_interval_and_the_monitor_word():
 def test_probe_demos_without_the_simulator_say_so_and_with_planted_gaps_read_as_expected():
     from lensnb import alternatives as alt
 
-    note, text = risks.probe_demos(alt.TestSet("t", np.zeros((4, 3, 64, 64), np.float32),
-                                               pd.DataFrame({"label": [1, 1, 0, 0], "host": list("abcd")})),
+    note, text = risks.probe_demos(alt.TestSet("t", pd.DataFrame({"label": [1, 1, 0, 0], "host": list("abcd")}),
+                                               images=np.zeros((4, 3, 64, 64), np.float32)),
                                    {}, 0.65, n_boot=10, seed=0)
     assert list(note.columns) == ["note"] and text == "The planted-gap demonstration needs the simulator."
     rng = np.random.default_rng(2)
@@ -258,8 +258,8 @@ def test_probe_demos_without_the_simulator_say_so_and_with_planted_gaps_read_as_
             ).astype(np.float32)
     stamps = ctrl + 0.05 * ring * rng.uniform(0.5, 1.5, (n, 1, 1, 1)).astype(np.float32)
     table = pd.DataFrame({"label": np.ones(n, int), "host": [f"h{i}" for i in range(n)]})
-    test = alt.TestSet("t", stamps, table, ctrl)
-    clumpy = alt.TestSet("c", ctrl + 0.05 * np.roll(ring, 9, axis=1)[None, None] * 3, table, ctrl)
+    test = alt.TestSet("t", table, images=stamps, controls=ctrl)
+    clumpy = alt.TestSet("c", table, images=ctrl + 0.05 * np.roll(ring, 9, axis=1)[None, None] * 3, controls=ctrl)
     demos, text = risks.probe_demos(test, {"clumpy sources": clumpy, "red sources (host colours)": clumpy}, 0.65,
                                     n_boot=50, seed=0)
     assert "clumpy sources" in set(demos["planted gap"]) and "red sources (host colours)" not in set(demos["planted gap"])
