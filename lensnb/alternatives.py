@@ -195,7 +195,7 @@ def lens_reading(ci_low: float, ci_high: float, margin: float = LOSS_MARGIN) -> 
     return "undecidable"
 
 
-def differences_by_lens(out: dict, tests: dict, *, n_boot: int, seed: int, margin: float = LOSS_MARGIN,
+def differences_by_lens(out: "Comparison", tests: dict, *, n_boot: int, seed: int, margin: float = LOSS_MARGIN,
                         min_positives: int = 10) -> pd.DataFrame:
     """Which lenses a design's verdict holds for: each design's AUROC change from the proposal (design − unpaired
     raw on the same test images; joint host bootstrap, training seeds folded in, 90% interval) on all test lenses
@@ -231,7 +231,7 @@ def differences_by_lens(out: dict, tests: dict, *, n_boot: int, seed: int, margi
     return pd.DataFrame(rows)
 
 
-def completeness_change(out: dict, tests: dict, ref: tuple[str, str], new: tuple[str, str], *, fpr: float,
+def completeness_change(out: "Comparison", tests: dict, ref: tuple[str, str], new: tuple[str, str], *, fpr: float,
                         n_boot: int, seed: int, min_positives: int = 10) -> pd.DataFrame:
     """What arc brightness costs a finder at its working point: the completeness (TPR at ``fpr`` on the test
     set's non-lenses) of two (candidate, test set) pairs of ``run``'s scores that share rows and hosts, on all
@@ -835,7 +835,7 @@ def train_candidates(cands, data: dict, tests: dict[str, TestSet], *, n_hosts: d
 
 
 def judge(cands, trained: Comparison, data: dict, tests: dict[str, TestSet], *, seed: int, n_boot: int = 500,
-          fprs=(0.01, 0.001), reliance_relative: float = 0.2, loss_margin: float = LOSS_MARGIN) -> dict:
+          fprs=(0.01, 0.001), reliance_relative: float = 0.2, loss_margin: float = LOSS_MARGIN) -> Comparison:
     """Judge trained candidates (``train_candidates``' output) on the common test sets: AUROC on every test set,
     the difference from the baseline (joint host bootstrap, 95% and 90%), TPR at the ``fprs`` working points, the
     core gates' shortcut verdict, TPR per θ_E/FWHM and S/N bin, FPR on each confuser type, the reliance on the core

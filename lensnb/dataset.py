@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -161,10 +162,8 @@ def _decode_plain_npz(blob: bytes) -> np.ndarray | None:
     image_g, image_r, image_z in that order, each a little-endian float32 64x64 C-order array whose CRC-32 matches
     its zip header, all pixels finite. Returns (3, 64, 64) float32, or None for anything else (another layout,
     compression, a damaged or non-finite array), which ``decode_npz`` then reads, or refuses, through ``np.load``.
-    The same pixels as ``np.load``, 20-30x faster (a stamp in ~40 us against ~1 ms): the build decodes each data
-    set's stamps in several chapters."""
-    import zlib
-
+    The same pixels as ``np.load``, about 8x faster (63 us against 490 us a stamp, measured on 2 cores): the build
+    decodes each data set's stamps in several chapters."""
     out = np.empty((3, STAMP_SIZE, STAMP_SIZE), np.float32)
     pos = 0
     for i, b in enumerate(BANDS):

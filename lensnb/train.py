@@ -194,6 +194,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     device = torch.device(device) if device is not None else default_device()
     torch.manual_seed(seed)
     if device.type == "cpu":
+        was = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
         torch.use_deterministic_algorithms(True)
         # deterministic mode also fills every new tensor with NaN (a guard against reading uninitialised memory,
         # which no kernel here does): 15% of a training step on 2 cores, and the trained weights are the same
@@ -244,9 +245,9 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
             if wait >= patience:
                 break
     model.load_state_dict(best_state)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(False)
-        torch.utils.deterministic.fill_uninitialized_memory = True
+    if device.type == "cpu":  # the caller's settings back
+        torch.use_deterministic_algorithms(was[0])
+        torch.utils.deterministic.fill_uninitialized_memory = was[1]
     rate = n_seen / max(t_train, 1e-9)
     _log_throughput(label, device, rate, len(xt), len(hist))
     return TrainResult(model, norm, pd.DataFrame(hist), best_epoch, rate)

@@ -220,3 +220,21 @@ def test_joint_host_bootstrap_equals_resampling_the_rows_of_each_drawn_host():
     alone = joint_host_bootstrap([(y, Sa, g), (y, Sb, g)], lambda a: a[1], n_boot=200, seed=5, bounds=(0, 1))
     assert (both[("b", 0.95)].ci_low, both[("b", 0.95)].ci_high) == (alone.ci_low, alone.ci_high)
     assert both[("d", 0.95)].ci_low < both[("d", 0.9)].ci_low  # the wider level is wider
+
+
+def test_training_gives_back_the_callers_deterministic_settings():
+    """``train`` switches deterministic mode on (and NaN-filling off) on the CPU, then restores what it found."""
+    import torch
+    import torch.utils.deterministic as tud
+
+    xt, yt = _toy(64, 0)
+    xv, yv = _toy(32, 1)
+    for det, fill in ((False, True), (True, False)):
+        torch.use_deterministic_algorithms(det)
+        tud.fill_uninitialized_memory = fill
+        try:
+            train(xt, yt, xv, yv, epochs=1, progress=False, device="cpu")
+            assert torch.are_deterministic_algorithms_enabled() is det and tud.fill_uninitialized_memory is fill
+        finally:
+            torch.use_deterministic_algorithms(False)
+            tud.fill_uninitialized_memory = True
