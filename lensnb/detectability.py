@@ -28,6 +28,10 @@ BANDS = ("g", "r", "z")
 CUTS = {"snr_min": 20.0, "mu_min": 3.0, "resolve_factor": 2.0}
 
 
+#: Pixels ranked per band before the exact tail bound decides whether the rest can matter (``lenspop_snr``).
+SNR_TOP_PIXELS = 512
+
+
 def lenspop_snr(arc: torch.Tensor, host: torch.Tensor, sky_sigma) -> torch.Tensor:
     """LensPop's S/N of each arc in each band: (N, 3).
 
@@ -35,6 +39,13 @@ def lenspop_snr(arc: torch.Tensor, host: torch.Tensor, sky_sigma) -> torch.Tenso
     on (N, 3, S, S) [nmgy/pixel] (its light sets the photon noise; negative pixels count as 0); ``sky_sigma``:
     (N, 3) sky noise per pixel [nmgy]. sigma^2 = sky^2 + (host + arc) / electrons-per-nmgy per pixel; pixels
     ranked by arc / sigma, S/N = max_k sum_{i<=k} arc_i / sqrt(sum_{i<=k} sigma_i^2).
+
+    Only the ``SNR_TOP_PIXELS`` best-ranked pixels are sorted (``torch.topk``, ~4x cheaper than sorting all). The
+    rest cannot raise the S/N above the best of those apertures when a bound says so: every later pixel has
+    arc_j <= r_K sigma_j <= r_K sigma_j^2 / sigma_min (r_K: the K-th ratio, sigma_min: the smallest sigma), so any
+    aperture that adds variance W to the first K pixels' (A_K, V_K) has S/N <= (A_K + c W) / sqrt(V_K + W),
+    c = r_K / sigma_min, a function of W whose maximum on [0, W_rest] lies at an end. Rows (arc, band) the bound
+    does not settle are ranked over all pixels, so the result equals a full sort's.
     """
     arc = arc.double()
     e = torch.as_tensor(electrons_per_nmgy(), dtype=torch.float64, device=arc.device)[None, :, None]
@@ -42,10 +53,23 @@ def lenspop_snr(arc: torch.Tensor, host: torch.Tensor, sky_sigma) -> torch.Tenso
     a = arc.flatten(2)
     var = sky**2 + (host.double().flatten(2) + a).clamp_min(0) / e
     sig = var.sqrt()
-    order = torch.argsort(a / sig, dim=2, descending=True)
-    a_sorted = torch.gather(a, 2, order)
-    v_sorted = torch.gather(var, 2, order)
-    return (a_sorted.cumsum(2) / v_sorted.cumsum(2).sqrt()).amax(2)
+    ratio = a / sig
+    k = min(SNR_TOP_PIXELS, a.shape[2])
+    top, order = torch.topk(ratio, k, dim=2)
+    a_k, v_k = torch.gather(a, 2, order).cumsum(2), torch.gather(var, 2, order).cumsum(2)
+    snr = (a_k / v_k.sqrt()).amax(2)
+    if k == a.shape[2]:
+        return snr
+    A, V = a_k[..., -1], v_k[..., -1]
+    c = top[..., -1].clamp_min(0) / sig.amin(2)
+    w = var.sum(2) - V
+    bound = torch.maximum(A / V.sqrt(), (A + c * w) / (V + w).sqrt())
+    redo = (bound >= snr).nonzero(as_tuple=True)
+    if len(redo[0]):
+        r_a, r_v = a[redo], var[redo]
+        full = torch.argsort(ratio[redo], dim=1, descending=True)
+        snr[redo] = (torch.gather(r_a, 1, full).cumsum(1) / torch.gather(r_v, 1, full).cumsum(1).sqrt()).amax(1)
+    return snr
 
 
 def resolvable(theta_e, src_r_eff, fwhm, factor: float = CUTS["resolve_factor"]) -> np.ndarray:

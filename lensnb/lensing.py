@@ -1,7 +1,8 @@
 """Lens models and the lens equation: a plain functional layer in torch.
 
-Deflections come from the functional layer of ``caustics`` (``caustics.func``),
-so the same code ray-traces on a GPU when one is present. Conventions are
+Deflections are those of the functional layer of ``caustics`` (``caustics.func``), computed with its
+arithmetic in place (``deflection``; bit for bit equal to ``deflection_caustics``, which calls it), so the
+same code ray-traces on a GPU when one is present. Conventions are
 lenstronomy's (tested against it in ``tests/test_lensing.py``):
 
 * angles in arcsec, lens centred at the origin, x to the right, y up;
@@ -88,8 +89,52 @@ def sis_images(beta, theta_e) -> dict[str, np.ndarray]:
 def deflection(x, y, theta_e, q, phi, gamma1, gamma2):
     """Reduced deflection [arcsec] of an SIE + external shear centred at the origin.
 
-    All arguments are tensors that broadcast together (arcsec, -, rad, -, -).
+    All arguments are tensors that broadcast together (arcsec, -, rad, -, -). The arithmetic is that of
+    ``caustics.func.reduced_deflection_angle_sie`` (core radius 0) and ``reduced_deflection_angle_external_shear``
+    with the lens at the origin, operation for operation, so the result is bit for bit theirs
+    (``tests/test_lensing.py`` holds it so); it skips their translations by zero and additions of a zero core and
+    works in place, ~1.5x faster on the CPU (fewer passes over the sub-pixel grids).
     """
+    args = (x, y, theta_e, q, phi, gamma1, gamma2)
+    if any(not torch.is_tensor(a) or a.dtype != x.dtype or a.device != x.device or a.requires_grad for a in args):
+        return deflection_caustics(*args)  # mixed types (torch's promotion rules apply) or autograd (no in-place)
+    shape = torch.broadcast_shapes(*(a.shape for a in args))
+    q = torch.where(q == 1.0, q - 1e-6, q)  # as caustics does: q = 1 is singular in Keeton's formulae
+    c, s = torch.cos(phi), torch.sin(phi)
+    q2 = q**2
+    f = torch.sqrt(1 - q2)
+    k = theta_e * torch.sqrt(q) / f
+    xr = (x * c).broadcast_to(shape).contiguous()  # rotated into the lens frame: x c + y s, y c - x s
+    xr += y * s
+    yr = (y * c).broadcast_to(shape).contiguous()
+    yr -= x * s
+    psi = xr * xr       # psi = sqrt(q^2 xr^2 + yr^2)
+    psi *= q2
+    psi += yr * yr
+    psi.sqrt_()
+    xr *= f             # lens-frame deflection: k atan(f xr / psi), k atanh(f yr / psi)
+    xr /= psi
+    xr.atan_()
+    xr *= k
+    yr *= f
+    yr /= psi
+    yr.atanh_()
+    yr *= k
+    ax = xr * c         # back to the stamp frame, plus the shear (g1 x + g2 y, g2 x - g1 y)
+    ax -= yr * s
+    ay = xr * s
+    ay += yr * c
+    sx = gamma1 * x
+    sx += gamma2 * y
+    sy = gamma2 * x
+    sy -= gamma1 * y
+    ax += sx
+    ay += sy
+    return ax, ay
+
+
+def deflection_caustics(x, y, theta_e, q, phi, gamma1, gamma2):
+    """:func:`deflection` through ``caustics.func`` itself (the reference the tests hold it to)."""
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     ax, ay = cf.reduced_deflection_angle_sie(zero, zero, q, phi, theta_e, x, y)
     sx, sy = cf.reduced_deflection_angle_external_shear(zero, zero, gamma1, gamma2, x, y)

@@ -26,6 +26,42 @@ def test_lenspop_snr_one_pixel_counts_sky_and_the_arcs_photon_noise():
     np.testing.assert_allclose(snr, expect, rtol=1e-9)
 
 
+
+def _snr_full_sort(arc, host, sky_sigma):
+    """The definition, ranking every pixel (the reference the top-K route must equal)."""
+    a = arc.double().flatten(2)
+    e = torch.as_tensor(electrons_per_nmgy(), dtype=torch.float64)[None, :, None]
+    var = torch.as_tensor(sky_sigma, dtype=torch.float64)[:, :, None] ** 2 + (host.double().flatten(2) + a).clamp_min(0) / e
+    order = torch.argsort(a / var.sqrt(), dim=2, descending=True)
+    return (torch.gather(a, 2, order).cumsum(2) / torch.gather(var, 2, order).cumsum(2).sqrt()).amax(2)
+
+
+@pytest.mark.parametrize("top", [3, 40, 2048])
+def test_lenspop_snr_ranking_only_the_top_pixels_equals_ranking_all(monkeypatch, top):
+    # compact arcs (the tail bound settles them) and faint extended rings on hosts with bright cores (their best
+    # aperture holds more than ``top`` pixels: ranked in full); 2048 > 32 x 32 pixels: every pixel ranked at once
+    n, size = 24, 32
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(*(torch.arange(size, dtype=torch.float64),) * 2, indexing="ij")
+    r = torch.hypot(yy - 15.5, xx - 15.5)
+    ring = torch.exp(-0.5 * ((r - 8.0) / 2.0) ** 2)
+    knot = torch.exp(-0.5 * ((yy - 10.0) ** 2 + (xx - 20.0) ** 2))
+    shape = torch.stack([ring if i % 2 else knot for i in range(n)])[:, None]
+    scale = torch.logspace(-3, 1, n, dtype=torch.float64)[:, None, None, None]
+    arc = shape * scale * (1 + 0.3 * torch.rand((n, 3, size, size), generator=g, dtype=torch.float64))
+    host = (3.0 * torch.exp(-r / 2.0)).expand(n, 3, size, size)
+    sky = np.full((n, 3), 0.01)
+    ranked_all = []
+    nonzero = torch.Tensor.nonzero
+    monkeypatch.setattr(torch.Tensor, "nonzero",
+                        lambda t, *a, **k: ranked_all.append(int(t.sum())) or nonzero(t, *a, **k))
+    monkeypatch.setattr(detectability, "SNR_TOP_PIXELS", top)
+    got = detectability.lenspop_snr(arc, host, sky)
+    assert torch.equal(got, _snr_full_sort(arc, host, sky))
+    if top == 40:  # both routes taken
+        assert 0 < ranked_all[0] < 3 * n
+
+
 def test_lenspop_snr_takes_the_best_aperture_and_counts_the_host():
     sky, f = 0.01, 0.05
     arc, host = _planted(4, f)

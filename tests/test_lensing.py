@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from lensnb.lensing import (
-    deflection, ellipticity_to_q_phi, find_images, lens_jacobian, q_phi_to_ellipticity, sis_images,
+    deflection, deflection_caustics, ellipticity_to_q_phi, find_images, lens_jacobian, q_phi_to_ellipticity,
+    sis_images,
 )
 
 lenstronomy = pytest.importorskip("lenstronomy")
@@ -74,6 +75,30 @@ def test_deflection_matches_lenstronomy():
         # Jacobian A = 1 - Hessian of the potential (lenstronomy differentiates the SIE numerically)
         fxx, fxy, fyx, fyy = lm.hessian(x[i], y[i], kw)
         np.testing.assert_allclose([a11[i], a12[i], a21[i], a22[i]], [1 - fxx, -fxy, -fyx, 1 - fyy], atol=1e-5)
+
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_deflection_is_caustics_bit_for_bit(dtype):
+    """The in-place deflection repeats caustics' arithmetic exactly: on a batch of sub-pixel grids (parameters
+    (B, 1, 1) against a shared (1, G, G) grid, as the renderer calls it), per-point parameters (as the refinement
+    and the image finder call it), a round lens (q = 1) and mixed dtypes (handed to caustics)."""
+    g = torch.Generator().manual_seed(1)
+    B, G = 6, 48
+    p = [torch.rand(B, generator=g, dtype=torch.float64) * w + o for w, o in ((1, 0.6), (0.6, 0.4), (3, 0), (0.2, -0.1),
+                                                                          (0.2, -0.1))]
+    p[1][0] = 1.0
+    grid = (torch.rand((2, 1, G, G), generator=g, dtype=torch.float64) - 0.5) * 8
+    cases = [((grid[0], grid[1]), [t.to(dtype)[:, None, None] for t in p]),
+             ((grid[0, 0, :B, :9], grid[1, 0, :B, :9]), [t.to(dtype)[:, None] for t in p]),
+             ((grid[0], grid[1]), [p[0].to(dtype)[:, None, None], *(t[0].to(dtype) for t in p[1:])])]
+    for (x, y), par in cases:
+        x, y = x.to(dtype), y.to(dtype)
+        got, ref = deflection(x, y, *par), deflection_caustics(x, y, *par)
+        assert got[0].shape == ref[0].shape and got[0].dtype == ref[0].dtype
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    mixed = [par[0].double(), *par[1:]]
+    assert torch.equal(deflection(x, y, *mixed)[0], deflection_caustics(x, y, *mixed)[0])
 
 
 def test_sie_shear_images_match_lenstronomy():
