@@ -42,8 +42,16 @@ def bench_lensnb(n_hosts: int, per_host: int, device, seed: int = 0, repeats: in
 
     ``device``: images left on the torch device (one control per host + one stamp per row), as a
     GPU training loop would consume them; ``arrays``: NumPy stamps and per-row controls in host
-    memory (``simulate_batch``); ``parquet``: the whole CLI path, npz-encoded and written to a file.
+    memory (``simulate_batch``); ``parquet``: the whole CLI path, npz-encoded and written to a file. Arcs are
+    rendered afresh in every repeat (``render.no_unit_arc_cache``).
     """
+    from .render import no_unit_arc_cache
+
+    with no_unit_arc_cache():  # each repeat renders its arcs (the cache would serve the second from memory)
+        return _bench_lensnb(n_hosts, per_host, device, seed, repeats)
+
+
+def _bench_lensnb(n_hosts: int, per_host: int, device, seed: int, repeats: int) -> dict[str, float]:
     import tempfile
     from pathlib import Path
 

@@ -215,6 +215,56 @@ def _point_in_triangles(px, py, ax, ay, bx, by, cx, cy):
     return (pos | neg) & (area != 0), s1, s2, s3, area
 
 
+def _v(t, i, j, nr, na):
+    """The (nr - 1, na - 1) cell corners at offset (i, j) of a (m, nr, na) polar grid."""
+    return t[:, i : nr - 1 + i, j : na - 1 + j]
+
+
+#: The two triangles of each (radius, angle) cell of the image finder's grid, vertices (a, b, c) as index offsets.
+TRIANGLES = (((0, 0), (0, 1), (1, 1)), ((0, 0), (1, 1), (1, 0)))
+
+
+def _triangle_hits(sx, sy, bx, by, nr, na):
+    """For each triangle of ``TRIANGLES`` whose source-plane image (``bx``, ``by``: the grid ray-traced, (m, nr, na))
+    contains its system's source (``sx``, ``sy``: (m,)): (system k, cell i, j, barycentric weights of vertices
+    a, b, c, and the three vertex offsets).
+
+    The arithmetic of :func:`_point_in_triangles` (its edge functions s1, s2, s3, each the same expression of the
+    same numbers, so the same bits), arranged to pass over the grid fewer times: the source-minus-vertex
+    differences are formed once for the whole grid, the cells' shared diagonal once for both triangles
+    (``(v - u) w - ...`` of the second triangle is ``-(u - v) w - ...``, exact in floating point), the sign tests
+    are one minimum and one maximum (NaN fails both, as it fails every comparison), and the degenerate-triangle
+    test (zero area) is applied only to the cells that pass them.
+    """
+    dx = sx[:, None, None] - bx  # p - vertex, at every vertex
+    dy = sy[:, None, None] - by
+
+    def v(t, i, j):
+        return _v(t, i, j, nr, na)
+
+    diag_x = v(bx, 0, 0) - v(bx, 1, 1)  # the first triangle's edge c -> a; minus the second's a -> b
+    diag_y = v(by, 0, 0) - v(by, 1, 1)
+    out = []
+    for n, ((ai, aj), (bi, bj), (ci, cj)) in enumerate(TRIANGLES):
+        if n == 0:  # s3 = (a - c) x (p - c): the diagonal
+            s1 = (v(bx, bi, bj) - v(bx, ai, aj)) * v(dy, ai, aj) - (v(by, bi, bj) - v(by, ai, aj)) * v(dx, ai, aj)
+            s3 = diag_x * v(dy, ci, cj) - diag_y * v(dx, ci, cj)
+        else:  # s1 = (b - a) x (p - a) with b - a = -diagonal: (-u) w - (-t) z = t z - u w exactly
+            s1 = diag_y * v(dx, ai, aj) - diag_x * v(dy, ai, aj)
+            s3 = (v(bx, ai, aj) - v(bx, ci, cj)) * v(dy, ci, cj) - (v(by, ai, aj) - v(by, ci, cj)) * v(dx, ci, cj)
+        s2 = (v(bx, ci, cj) - v(bx, bi, bj)) * v(dy, bi, bj) - (v(by, ci, cj) - v(by, bi, bj)) * v(dx, bi, bj)
+        lo = torch.minimum(torch.minimum(s1, s2), s3)
+        hi = torch.maximum(torch.maximum(s1, s2), s3)
+        k, i, j = torch.nonzero((lo >= 0) | (hi <= 0), as_tuple=True)
+        t1, t2, t3 = s1[k, i, j], s2[k, i, j], s3[k, i, j]
+        area = t1 + t2 + t3  # twice the signed area of the triangle
+        ok = area != 0
+        k, i, j, t1, t2, t3, area = k[ok], i[ok], j[ok], t1[ok], t2[ok], t3[ok], area[ok]
+        # barycentric weights: s2 is opposite vertex a, s3 opposite b, s1 opposite c
+        out.append((k, i, j, (t2 / area, t3 / area, t1 / area), (ai, aj), (bi, bj), (ci, cj)))
+    return out
+
+
 def find_images(
     src_x,
     src_y,
@@ -284,20 +334,11 @@ def find_images(
         bx, by = ray_trace(gx, gy, *p)
         # the two triangles of each (radius, angle) cell, vertices (a, b, c) as index offsets
         cand = []
-        for (ai, aj), (bi, bj), (ci, cj) in (((0, 0), (0, 1), (1, 1)), ((0, 0), (1, 1), (1, 0))):
-            def v(t, i, j):
-                return t[:, i : nr - 1 + i, j : na - 1 + j]
-
-            inside, s1, s2, s3, area = _point_in_triangles(
-                sx[:, None, None], sy[:, None, None],
-                v(bx, ai, aj), v(by, ai, aj), v(bx, bi, bj), v(by, bi, bj), v(bx, ci, cj), v(by, ci, cj),
-            )
-            k, i, j = torch.nonzero(inside, as_tuple=True)
-            # barycentric weights: s2 is opposite vertex a, s3 opposite b, s1 opposite c
-            A = area[k, i, j]
-            wa, wb, wc = s2[k, i, j] / A, s3[k, i, j] / A, s1[k, i, j] / A
-            x0 = wa * v(gx, ai, aj)[k, i, j] + wb * v(gx, bi, bj)[k, i, j] + wc * v(gx, ci, cj)[k, i, j]
-            y0 = wa * v(gy, ai, aj)[k, i, j] + wb * v(gy, bi, bj)[k, i, j] + wc * v(gy, ci, cj)[k, i, j]
+        for k, i, j, w, (ai, aj), (bi, bj), (ci, cj) in _triangle_hits(sx, sy, bx, by, nr, na):
+            x0 = w[0] * _v(gx, ai, aj, nr, na)[k, i, j] + w[1] * _v(gx, bi, bj, nr, na)[k, i, j] \
+                + w[2] * _v(gx, ci, cj, nr, na)[k, i, j]
+            y0 = w[0] * _v(gy, ai, aj, nr, na)[k, i, j] + w[1] * _v(gy, bi, bj, nr, na)[k, i, j] \
+                + w[2] * _v(gy, ci, cj, nr, na)[k, i, j]
             cand.append((k, x0, y0))
         k = torch.cat([c[0] for c in cand])
         x = torch.cat([c[1] for c in cand])

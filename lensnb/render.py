@@ -211,8 +211,21 @@ def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3,
     caustics functional deflections (``lensnb.lensing.ray_trace``). Every pixel is the mean of
     ``supersample``² sub-pixel samples; with ``refine``, the arc pixels of a compact source are resampled
     with ``refined_supersampling(r_eff)`` sub-pixels a side (adaptive supersampling).
+
+    The unit-amplitude arcs of a batch are kept (``UNIT_ARC_CACHE``, least recently used first out): a batch with
+    the same lens and source parameters (a re-simulation of the same lenses under another PSF, other colours or
+    brightness, as the failure-modes chapter's variants and realism stand-in are) reuses them bit for bit.
     """
-    dev, dt = amps.device, amps.dtype
+    key = _unit_key(lens, src, supersample, refine, amps)
+    unit = UNIT_ARC_CACHE.get(key)
+    if unit is None:
+        unit = _unit_arcs(lens, src, amps.device, amps.dtype, supersample, refine)
+        UNIT_ARC_CACHE.put(key, unit)
+    return unit[:, None] * amps[:, :, None, None]
+
+
+def _unit_arcs(lens: dict, src: dict, dev, dt, supersample: int, refine: bool) -> torch.Tensor:
+    """Unit-amplitude lensed sources (B, S, S) [nmgy / pixel per nmgy / arcsec^2 at R_e] (``render_arcs``)."""
     gx, gy = pixel_grid(supersample, dev, dt)
     L = {k: v.to(dt)[:, None, None] for k, v in lens.items()}
     x0, y0 = L.get("x0", 0.0), L.get("y0", 0.0)
@@ -225,7 +238,74 @@ def render_arcs(lens: dict, src: dict, amps: torch.Tensor, supersample: int = 3,
         for ss in sorted(set(need.tolist()) - {supersample}):
             rows = torch.as_tensor(np.flatnonzero(need == ss), device=dev)
             _refine(unit, L, S_, rows, ss)
-    return unit[:, None] * amps[:, :, None, None]
+    return unit
+
+
+def _unit_key(lens: dict, src: dict, supersample: int, refine: bool, amps: torch.Tensor) -> bytes:
+    """The cache key of a batch: every lens and source tensor's bytes, shape and dtype, the sampling and the
+    refinement settings (the module's constants too, so a test that changes one never reads a stale render), and
+    the dtype and device the arcs are rendered in."""
+    import hashlib
+
+    settings = (supersample, bool(refine), str(amps.dtype), str(amps.device), PIXEL_SCALE, STAMP_SIZE, CENTER_PIX,
+                REFINE_SAMPLES_PER_REFF, tuple(REFINE_TIERS), REFINE_MAX_POINTS, REFINE_THRESHOLD, REFINE_DILATE)
+    h = hashlib.blake2b(repr(settings).encode(), digest_size=20)
+    for name, d in (("lens", lens), ("src", src)):
+        for k in sorted(d):
+            t = d[k].detach()
+            h.update(repr((name, k, tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.cpu().contiguous().numpy().tobytes())
+    return h.digest()
+
+
+class _LRU:
+    """Tensors by key, least recently used evicted first beyond ``max_bytes`` (0 turns the cache off)."""
+
+    def __init__(self, max_bytes: int):
+        from collections import OrderedDict
+
+        self.max_bytes, self.bytes, self.hits, self.misses = max_bytes, 0, 0, 0
+        self._d: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        t = self._d.get(key) if self.max_bytes > 0 else None
+        if t is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._d.move_to_end(key)
+        return t
+
+    def put(self, key, t: torch.Tensor) -> None:
+        size = t.numel() * t.element_size()
+        if size > self.max_bytes:
+            return
+        self._d[key] = t
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, old = self._d.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
+    def clear(self) -> None:
+        self._d.clear()
+        self.bytes = self.hits = self.misses = 0
+
+
+class no_unit_arc_cache:
+    """Within this context ``render_arcs`` neither reads nor keeps cached arcs (benchmarks time real renders)."""
+
+    def __enter__(self):
+        self._saved = UNIT_ARC_CACHE.max_bytes
+        UNIT_ARC_CACHE.max_bytes = 0
+        return self
+
+    def __exit__(self, *exc):
+        UNIT_ARC_CACHE.max_bytes = self._saved
+        return False
+
+
+#: Unit arcs of recent batches (``render_arcs``): 256 MB hold ~16,000 CPU stamps, a chapter's test set and variants.
+UNIT_ARC_CACHE = _LRU(256 * 2**20)
 
 
 def render_sersic(params: dict, amps: torch.Tensor, supersample: int = 3) -> torch.Tensor:

@@ -177,3 +177,31 @@ def test_six_image_system_matches_lenstronomy():
         j = int(np.argmin(np.hypot(im.x[0] - x, im.y[0] - y)))
         assert np.hypot(im.x[0, j] - x, im.y[0, j] - y) < 1e-6
         assert im.mu[0, j] == pytest.approx(mu, rel=1e-4)
+
+
+def test_triangle_hits_are_the_point_in_triangle_tests_bit_for_bit():
+    """The image finder's rearranged triangle search gives the cells, and the barycentric weights bit for bit, of
+    the plain edge-function test (``_point_in_triangles``) on every triangle of a ray-traced polar grid."""
+    from lensnb import lensing
+
+    g = torch.Generator().manual_seed(5)
+    m, nr, na = 7, 30, 33
+    r = torch.logspace(-3, 0.5, nr, dtype=torch.float64)[None, :, None]
+    a = torch.linspace(0, 2 * np.pi, na, dtype=torch.float64)[None, None, :]
+    gx, gy = r * torch.cos(a) * torch.ones((m, 1, 1), dtype=torch.float64), r * torch.sin(a)
+    p = [torch.rand(m, generator=g, dtype=torch.float64)[:, None, None] * w + o
+         for w, o in ((1, 0.8), (0.5, 0.5), (3, 0), (0.1, -0.05), (0.1, -0.05))]
+    bx, by = lensing.ray_trace(gx, gy.expand_as(gx), *p)
+    sx, sy = (torch.rand(m, generator=g, dtype=torch.float64) - 0.5) * 0.6, torch.zeros(m, dtype=torch.float64)
+    sy[0], sx[0] = float(by[0, 5, 7]), float(bx[0, 5, 7])  # a source on a grid vertex: edge cases (s = 0)
+    hits = lensing._triangle_hits(sx, sy, bx, by, nr, na)
+    assert sum(len(h[0]) for h in hits) >= m  # every system has images
+    for (k, i, j, w, *_), tri in zip(hits, lensing.TRIANGLES):
+        corners = [(lensing._v(bx, ci, cj, nr, na), lensing._v(by, ci, cj, nr, na)) for ci, cj in tri]
+        inside, s1, s2, s3, area = lensing._point_in_triangles(sx[:, None, None], sy[:, None, None],
+                                                               *(c for xy in corners for c in xy))
+        kk, ii, jj = torch.nonzero(inside, as_tuple=True)
+        assert torch.equal(k, kk) and torch.equal(i, ii) and torch.equal(j, jj)
+        A = area[kk, ii, jj]
+        for got, want in zip(w, (s2[kk, ii, jj] / A, s3[kk, ii, jj] / A, s1[kk, ii, jj] / A)):
+            assert torch.equal(got, want)

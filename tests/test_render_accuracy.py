@@ -85,3 +85,26 @@ def test_sersic_in_place_is_the_plain_expression_bit_for_bit():
     pts = [t[:, :, 0] for t in par]
     xp, yp = x[0, :B, :9], y[0, :B, :9]
     assert torch.equal(render.sersic(xp, yp, 1.0, *pts), plain(xp, yp, 1.0, *pts))
+
+
+def test_unit_arc_cache_serves_re_simulations_of_the_same_lenses_bit_for_bit(monkeypatch):
+    """A re-simulation of the same lenses under another PSF and brighter sources takes its unit arcs from the cache,
+    and its stamps are those of a run without the cache; a changed refinement setting is a miss, not a stale read."""
+    from lensnb import populations, simulate
+
+    spec = populations.get_preset("request")
+    hosts = populations.sample_hosts(6, np.random.default_rng(4))
+    variant = {**spec, "psf_scale": 1.1, "src_mag_r": {k: v - 1.0 for k, v in spec["src_mag_r"].items()}}
+    with render.no_unit_arc_cache():
+        fresh = simulate.simulate_on_device(hosts, 3, variant, 4).stamps
+    render.UNIT_ARC_CACHE.clear()
+    first = simulate.simulate_on_device(hosts, 3, spec, 4).stamps
+    assert render.UNIT_ARC_CACHE.hits == 0 and render.UNIT_ARC_CACHE.misses > 0
+    again = simulate.simulate_on_device(hosts, 3, variant, 4).stamps
+    assert render.UNIT_ARC_CACHE.hits == render.UNIT_ARC_CACHE.misses  # every batch of the variant served
+    assert torch.equal(again, fresh) and not torch.equal(again, first)
+    monkeypatch.setattr(render, "REFINE_THRESHOLD", 1e-2)
+    hits = render.UNIT_ARC_CACHE.hits
+    simulate.simulate_on_device(hosts, 3, spec, 4)
+    assert render.UNIT_ARC_CACHE.hits == hits
+    render.UNIT_ARC_CACHE.clear()
