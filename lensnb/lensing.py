@@ -23,8 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import caustics.func as cf
-
 DTYPE = torch.float64
 
 
@@ -134,7 +132,10 @@ def deflection(x, y, theta_e, q, phi, gamma1, gamma2):
 
 
 def deflection_caustics(x, y, theta_e, q, phi, gamma1, gamma2):
-    """:func:`deflection` through ``caustics.func`` itself (the reference the tests hold it to)."""
+    """:func:`deflection` through ``caustics.func`` itself (the reference the tests hold it to; imported here, so
+    a chapter that never calls it does not pay caustics' ~1 s import of astropy's cosmology)."""
+    import caustics.func as cf
+
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     ax, ay = cf.reduced_deflection_angle_sie(zero, zero, q, phi, theta_e, x, y)
     sx, sy = cf.reduced_deflection_angle_external_shear(zero, zero, gamma1, gamma2, x, y)
