@@ -206,16 +206,6 @@ class Images:
         return np.hypot(self.x, self.y)
 
 
-def _point_in_triangles(px, py, ax, ay, bx, by, cx, cy):
-    s1 = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-    s2 = (cx - bx) * (py - by) - (cy - by) * (px - bx)
-    s3 = (ax - cx) * (py - cy) - (ay - cy) * (px - cx)
-    pos = (s1 >= 0) & (s2 >= 0) & (s3 >= 0)
-    neg = (s1 <= 0) & (s2 <= 0) & (s3 <= 0)
-    area = s1 + s2 + s3  # twice the signed area of the triangle
-    return (pos | neg) & (area != 0), s1, s2, s3, area
-
-
 def _v(t, i, j, nr, na):
     """The (nr - 1, na - 1) cell corners at offset (i, j) of a (m, nr, na) polar grid."""
     return t[:, i : nr - 1 + i, j : na - 1 + j]
@@ -230,8 +220,9 @@ def _triangle_hits(sx, sy, bx, by, nr, na):
     contains its system's source (``sx``, ``sy``: (m,)): (system k, cell i, j, barycentric weights of vertices
     a, b, c, and the three vertex offsets).
 
-    The arithmetic of :func:`_point_in_triangles` (its edge functions s1, s2, s3, each the same expression of the
-    same numbers, so the same bits), arranged to pass over the grid fewer times: the source-minus-vertex
+    The arithmetic of the plain point-in-triangle test (edge functions s1 = (b - a) x (p - a), s2 = (c - b) x
+    (p - b), s3 = (a - c) x (p - c), each the same expression of the same numbers, so the same bits; the tests
+    keep the plain test as the reference), arranged to pass over the grid fewer times: the source-minus-vertex
     differences are formed once for the whole grid, the cells' shared diagonal once for both triangles
     (``(v - u) w - ...`` of the second triangle is ``-(u - v) w - ...``, exact in floating point), the sign tests
     are one minimum and one maximum (NaN fails both, as it fails every comparison), and the degenerate-triangle

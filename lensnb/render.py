@@ -58,11 +58,11 @@ def sersic(x, y, amp, r_eff, n, q, phi, x0=0.0, y0=0.0):
     expression ``amp exp(-b_n ((R / R_e)^(1/n) - 1))``, so the same bits, with fewer passes over memory)."""
     dx, dy = x - x0, y - y0
     c, s = torch.cos(phi), torch.sin(phi)
-    shape = torch.broadcast_shapes(dx.shape, dy.shape, *(torch.as_tensor(v).shape for v in (amp, r_eff, n, q, phi)))
     if any(torch.is_tensor(v) and v.requires_grad for v in (x, y, amp, r_eff, n, q, phi, x0, y0)):
-        xr, yr = c * dx + s * dy, -s * dx + c * dy
+        xr, yr = c * dx + s * dy, -s * dx + c * dy  # autograd: no in-place steps
         R = torch.sqrt(q * xr**2 + yr**2 / q + 1e-12)
         return amp * torch.exp(-sersic_b(n) * ((R / r_eff) ** (1.0 / n) - 1.0))
+    shape = torch.broadcast_shapes(dx.shape, dy.shape, *(torch.as_tensor(v).shape for v in (amp, r_eff, n, q, phi)))
     xr = (c * dx).broadcast_to(shape).contiguous()  # xr = c dx + s dy, yr = -s dx + c dy
     xr += s * dy
     yr = (-s * dx).broadcast_to(shape).contiguous()
@@ -280,6 +280,9 @@ class _LRU:
         size = t.numel() * t.element_size()
         if size > self.max_bytes:
             return
+        if key in self._d:  # replaced: its old bytes leave the count
+            old = self._d.pop(key)
+            self.bytes -= old.numel() * old.element_size()
         self._d[key] = t
         self.bytes += size
         while self.bytes > self.max_bytes:

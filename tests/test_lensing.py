@@ -179,9 +179,21 @@ def test_six_image_system_matches_lenstronomy():
         assert im.mu[0, j] == pytest.approx(mu, rel=1e-4)
 
 
+def _point_in_triangles(px, py, ax, ay, bx, by, cx, cy):
+    """The image finder's triangle test as it was first written: p inside (a, b, c) by the signs of three edge
+    functions (the reference ``lensing._triangle_hits`` must equal)."""
+    s1 = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
+    s2 = (cx - bx) * (py - by) - (cy - by) * (px - bx)
+    s3 = (ax - cx) * (py - cy) - (ay - cy) * (px - cx)
+    pos = (s1 >= 0) & (s2 >= 0) & (s3 >= 0)
+    neg = (s1 <= 0) & (s2 <= 0) & (s3 <= 0)
+    area = s1 + s2 + s3  # twice the signed area of the triangle
+    return (pos | neg) & (area != 0), s1, s2, s3, area
+
+
 def test_triangle_hits_are_the_point_in_triangle_tests_bit_for_bit():
     """The image finder's rearranged triangle search gives the cells, and the barycentric weights bit for bit, of
-    the plain edge-function test (``_point_in_triangles``) on every triangle of a ray-traced polar grid."""
+    the plain edge-function test (``_point_in_triangles`` above) on every triangle of a ray-traced polar grid."""
     from lensnb import lensing
 
     g = torch.Generator().manual_seed(5)
@@ -198,7 +210,7 @@ def test_triangle_hits_are_the_point_in_triangle_tests_bit_for_bit():
     assert sum(len(h[0]) for h in hits) >= m  # every system has images
     for (k, i, j, w, *_), tri in zip(hits, lensing.TRIANGLES):
         corners = [(lensing._v(bx, ci, cj, nr, na), lensing._v(by, ci, cj, nr, na)) for ci, cj in tri]
-        inside, s1, s2, s3, area = lensing._point_in_triangles(sx[:, None, None], sy[:, None, None],
+        inside, s1, s2, s3, area = _point_in_triangles(sx[:, None, None], sy[:, None, None],
                                                                *(c for xy in corners for c in xy))
         kk, ii, jj = torch.nonzero(inside, as_tuple=True)
         assert torch.equal(k, kk) and torch.equal(i, ii) and torch.equal(j, jj)

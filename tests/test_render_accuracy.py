@@ -108,3 +108,17 @@ def test_unit_arc_cache_serves_re_simulations_of_the_same_lenses_bit_for_bit(mon
     simulate.simulate_on_device(hosts, 3, spec, 4)
     assert render.UNIT_ARC_CACHE.hits == hits
     render.UNIT_ARC_CACHE.clear()
+
+
+def test_unit_arc_cache_counts_bytes_and_evicts_the_least_recently_used():
+    lru = render._LRU(3 * 400)
+    t = torch.zeros(100)  # 400 bytes
+    for k in "abc":
+        lru.put(k, t)
+    lru.put("a", t)  # replaced, not counted twice
+    assert lru.bytes == 1200 and list(lru._d) == ["b", "c", "a"]
+    assert lru.get("b") is t  # now the most recent
+    lru.put("d", t)  # evicts "c", the least recently used
+    assert list(lru._d) == ["a", "b", "d"] and lru.bytes == 1200
+    lru.put("big", torch.zeros(400))  # larger than the whole budget: not kept
+    assert "big" not in lru._d and lru.bytes == 1200
