@@ -150,16 +150,17 @@ TRANSFORMS = {"core_fill": _core_fill}  # named image transforms (a name keeps t
 def train_cached(x_tr, y_tr, x_va, y_va, *, seed, label, train_kw, cache_parts):
     """``train`` once per inputs: the weights, normaliser and history are kept under the results cache. The key is
     the training inputs' digest (``results.array_digest`` of the images and labels), the training code
-    (``lensnb/train.py``), the training settings and seed, and ``cache_parts`` (which name the data for the reader):
-    the same images and labels give the same model whichever chapter or code path built them."""
+    (``lensnb/train.py``), the training settings and seed, the CPU thread count (``train.cpu_threads``: the weights
+    depend on it) and ``cache_parts`` (which name the data for the reader): the same images and labels give the same
+    model whichever chapter or code path built them."""
     from . import results
-    from .train import Normaliser, SmallResNet, TrainResult
+    from .train import Normaliser, SmallResNet, TrainResult, cpu_threads
 
     if cache_parts is None:
         return train(x_tr, y_tr, x_va, y_va, seed=seed, label=label, **train_kw)
     path = results.model_path("model", {**cache_parts, "seed": seed, "label": label, "train_kw": train_kw,
                                         "inputs": results.array_digest(x_tr, y_tr, x_va, y_va),
-                                        "train_code": results.code_hash("train")})
+                                        "train_code": results.code_hash("train"), "torch_threads": cpu_threads()})
     if path.exists():
         d = results.load_torch(path)
         model = SmallResNet(train_kw.get("width", 16), in_channels=len(d["median"]))

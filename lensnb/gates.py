@@ -225,13 +225,17 @@ def _gate_threads(n_rows: int) -> int:
     two threads against 0.8 s with one) and a fit of ``PARALLEL_ROWS`` rows or more on all of them (a 3,200-row
     nonlinear core gate: 2.5-2.7 s against 3.2-5.1 s); a larger host (a GPU host has 16 cores) uses half its cores,
     leaving the rest to the kernel and I/O. The trees' splits do not depend on the thread count: the scores are
-    identical."""
+    identical. ``OMP_NUM_THREADS``, when set, caps it: the book's chapters run side by side on one thread each
+    (``lensnb.build.KERNEL_THREADS``), where a second thread per fit only oversubscribes the cores."""
     import os
 
     n = os.cpu_count() or 1
-    if n > 4:
-        return n // 2
-    return n if n_rows >= PARALLEL_ROWS else 1
+    n = n // 2 if n > 4 else (n if n_rows >= PARALLEL_ROWS else 1)
+    try:
+        cap = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        cap = 0
+    return max(1, min(n, cap)) if cap > 0 else n
 
 
 PARALLEL_ROWS = 1000  # rows from which a gate fit uses every core of a small machine (``_gate_threads``)

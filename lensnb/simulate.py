@@ -504,8 +504,10 @@ if __name__ == "__main__":
 
 
 def simulator_hash() -> str:
-    """A 10-hex-digit hash of the simulator's source files: part of every cached dataset's name, so a change to the
-    simulator re-simulates instead of reusing stale data."""
+    """A 10-hex-digit hash of the simulator's source files and of the number of threads torch computes on: part of
+    every cached dataset's name, so a change to the simulator re-simulates instead of reusing stale data. The thread
+    count is in it because the simulated bits follow it (the same draws on 1 and 2 CPU threads give stamps that
+    differ, measured); the book's chapters simulate on one thread (``lensnb.build.KERNEL_THREADS``)."""
     import hashlib
     from pathlib import Path
 
@@ -514,6 +516,9 @@ def simulator_hash() -> str:
     for name in ("simulate.py", "populations.py", "render.py", "lensing.py", "rng.py", "survey.py", "dataset.py", "priors.py",
                  "detectability.py", "confusers.py"):  # the cuts a `detectable` lens passes; the confuser shapes
         h.update((here / name).read_bytes())
+    threads = torch.get_num_threads()
+    if threads != 1:  # one thread (the book's) adds nothing to the name
+        h.update(f"torch threads {threads}".encode())
     return h.hexdigest()[:10]
 
 

@@ -1,9 +1,11 @@
 """CNN training for lens finding: a small ResNet, robust normalisation, flips/rotations,
-early stopping on validation AUROC; seeded and deterministic on the CPU; ``cuda`` + mixed
-precision when available.
+early stopping on validation AUROC; seeded and deterministic on the CPU (on a fixed number of threads,
+``cpu_threads``); ``cuda`` + mixed precision when available.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,6 +127,37 @@ class TrainResult:
     images_per_s: float
 
 
+def cpu_threads() -> int:
+    """Threads torch uses on the CPU to train and score: ``LENSNB_TORCH_THREADS``, default 1.
+
+    Fixed rather than one per core because the weights depend on it: torch divides its sums among the threads, so the
+    order of the additions follows the thread count, and the same seed trained on 1 and on 2 threads gives different
+    networks (after two epochs their scores differ in the second decimal, measured). With one thread a model is the same on a laptop, on
+    this 2-core machine and on a 16-core host; the build runs chapters side by side to use the other cores."""
+    raw = os.environ.get("LENSNB_TORCH_THREADS", "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"LENSNB_TORCH_THREADS={raw!r}: expected a positive whole number of threads")
+    return n
+
+
+@contextlib.contextmanager
+def _pinned_threads(device: torch.device):
+    """``cpu_threads()`` torch threads while the block runs on the CPU; the caller's setting back afterwards."""
+    if device.type != "cpu":
+        yield
+        return
+    was = torch.get_num_threads()
+    torch.set_num_threads(cpu_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(was)
+
+
 def _autocast(device: torch.device):
     """bf16 autocast on a GPU (no loss scaling needed), full precision on the CPU."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -146,8 +179,9 @@ def predict(model: nn.Module, norm: Normaliser, images: np.ndarray, batch: int |
     device = torch.device(device) if device is not None else default_device()
     batch = batch or _default_batch(device)
     model.to(device).to(memory_format=torch.channels_last)
-    out = [_predict_normalised(model, torch.from_numpy(norm(images[s : s + batch])), device, batch)
-           for s in range(0, len(images), batch)]
+    with _pinned_threads(device):
+        out = [_predict_normalised(model, torch.from_numpy(norm(images[s : s + batch])), device, batch)
+               for s in range(0, len(images), batch)]
     return np.concatenate(out) if out else np.empty(0)
 
 
@@ -186,12 +220,19 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
           epochs: int = 10, patience: int = 3, batch: int = 64, lr: float = 2e-3, width: int = 16,
           residual: bool = False, device=None, progress: bool = True, label: str = "") -> TrainResult:
     """Train a :class:`SmallResNet` on (N, C, 64, 64) images (C channels, e.g. 3 bands or 6 for raw + residual);
-    keep the weights of the epoch with the best validation AUROC."""
+    keep the weights of the epoch with the best validation AUROC. On the CPU it runs on ``cpu_threads()`` threads."""
+    device = torch.device(device) if device is not None else default_device()
+    with _pinned_threads(device):
+        return _train(x_train, y_train, x_val, y_val, seed=seed, epochs=epochs, patience=patience, batch=batch, lr=lr,
+                      width=width, residual=residual, device=device, progress=progress, label=label)
+
+
+def _train(x_train, y_train, x_val, y_val, *, seed, epochs, patience, batch, lr, width, residual, device, progress,
+           label) -> TrainResult:
     import time
 
     from tqdm import tqdm
 
-    device = torch.device(device) if device is not None else default_device()
     torch.manual_seed(seed)
     if device.type == "cpu":
         was = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)

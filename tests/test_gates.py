@@ -247,3 +247,21 @@ def test_wide_fit_with_a_float32_hessian_reaches_the_float64_optimum(monkeypatch
     assert not np.array_equal(s64, s32)  # the float32 route ran
     np.testing.assert_allclose(s32, s64, rtol=0, atol=1e-6 * np.abs(s64).max())
     assert abs(f32.n_iter_ - exact.n_iter_) <= 2
+
+
+def test_gate_fits_keep_to_the_threads_the_build_gives_each_chapter(monkeypatch):
+    """A large fit uses every core of a small machine, unless OMP_NUM_THREADS caps it (the book's chapters run side
+    by side on one thread each, where a second OpenMP thread per fit only spin-waits against the other chapter)."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert gates._gate_threads(gates.PARALLEL_ROWS) == 2 and gates._gate_threads(10) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert gates._gate_threads(gates.PARALLEL_ROWS) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert gates._gate_threads(10) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert gates._gate_threads(10) == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "x")  # not a number: ignored
+    assert gates._gate_threads(10) == 8

@@ -238,3 +238,48 @@ def test_training_gives_back_the_callers_deterministic_settings():
         finally:
             torch.use_deterministic_algorithms(False)
             tud.fill_uninitialized_memory = True
+
+
+def test_weights_do_not_depend_on_the_callers_thread_count(monkeypatch):
+    """Training and scoring run on ``cpu_threads()`` threads whatever torch was set to, and give the caller's setting
+    back; asked for two threads instead of one, the same seed gives another network (so the pin is what makes the
+    weights agree, not an accident of this toy)."""
+    import torch
+
+    from lensnb.train import cpu_threads
+
+    xt, yt = _toy(192, 0)
+    was = torch.get_num_threads()
+
+    def fit_on(outside, pinned=None):
+        if pinned is None:
+            monkeypatch.delenv("LENSNB_TORCH_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("LENSNB_TORCH_THREADS", str(pinned))
+        torch.set_num_threads(outside)
+        try:
+            res = train(xt, yt, xt[:64], yt[:64], seed=3, epochs=2, device="cpu", progress=False)
+            assert torch.get_num_threads() == outside  # the caller's setting is back
+            return predict(res.model, res.normaliser, xt[:64], device="cpu"), res
+        finally:
+            torch.set_num_threads(was)
+
+    monkeypatch.delenv("LENSNB_TORCH_THREADS", raising=False)
+    assert cpu_threads() == 1
+    s1, r1 = fit_on(1)
+    s2, r2 = fit_on(2)
+    assert np.array_equal(s1, s2)
+    assert all(torch.equal(a, b) for a, b in zip(r1.model.state_dict().values(), r2.model.state_dict().values()))
+    s3, _ = fit_on(1, pinned=2)
+    assert not np.array_equal(s1, s3)
+
+
+def test_a_bad_thread_setting_is_refused(monkeypatch):
+    from lensnb.train import cpu_threads
+
+    monkeypatch.setenv("LENSNB_TORCH_THREADS", "two")
+    with pytest.raises(ValueError, match="LENSNB_TORCH_THREADS='two'"):
+        cpu_threads()
+    monkeypatch.setenv("LENSNB_TORCH_THREADS", "0")
+    with pytest.raises(ValueError, match="positive whole number"):
+        cpu_threads()
