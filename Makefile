@@ -8,6 +8,7 @@ NB ?=
 ARGS ?=
 DATA ?=
 DATA_REAL ?=
+JOBS ?=
 DATA_ARG := $(if $(DATA),--data $(DATA),) $(if $(DATA_REAL),--data-real $(DATA_REAL),)
 
 .DEFAULT_GOAL := help
@@ -15,7 +16,7 @@ DATA_ARG := $(if $(DATA),--data $(DATA),) $(if $(DATA_REAL),--data-real $(DATA_R
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|default|gpu (default: default), DATA=<Parquet file or directory>, DATA_REAL=<real lenses + non-lenses: stamp_npz, label>, NB=<notebook>, ARGS='-p key value -y yaml -f file'"
+	@echo "  variables: PROFILE=smoke|default|gpu (default: default), DATA=<Parquet file or directory>, DATA_REAL=<real lenses + non-lenses: stamp_npz, label>, NB=<notebook>, JOBS=<chapters at a time, default one per core>, ARGS='-p key value -y yaml -f file'"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 (or python3 >= 3.11) on PATH"; exit 1; }
@@ -26,7 +27,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 book: $(VENV)/.installed  ## Execute stale chapters (PROFILE, DATA) with papermill and build the HTML book
-	$(PY) -m lensnb.build book --profile $(PROFILE) $(DATA_ARG)
+	$(PY) -m lensnb.build book --profile $(PROFILE) $(DATA_ARG) $(if $(JOBS),--jobs $(JOBS),)
 
 nb: $(VENV)/.installed  ## Re-execute one chapter with new parameters: make nb NB=01_geometry ARGS="-p n_systems 2000"
 	@test -n "$(NB)" || { echo "usage: make nb NB=<notebook name> ARGS=\"-p key value ...\""; exit 2; }
@@ -44,8 +45,8 @@ bench: $(VENV)/.installed  ## Simulator throughput, lensnb vs lenstronomy (pairs
 gpu-check: $(VENV)/.installed  ## The GPU host's one command: simulator + training benches and make book PROFILE=gpu, one JSON (ARGS="--budget-s 540 --out DIR")
 	$(PY) -m lensnb.bench gpu $(ARGS)
 
-lab: $(VENV)/.installed  ## Open the notebooks in JupyterLab
-	$(VENV)/bin/jupyter lab notebooks/
+lab: $(VENV)/.installed  ## Open the notebooks in JupyterLab (on one thread per kernel, as the book computes)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 LENSNB_TORCH_THREADS=1 $(VENV)/bin/jupyter lab notebooks/
 
 strip:  ## Strip outputs from the source notebooks (they are committed without outputs)
 	$(PY) -m lensnb.nbtools strip notebooks/*.ipynb

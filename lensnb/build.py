@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -183,6 +184,7 @@ def build_key(nb_path: Path, params: dict, profile_name: str) -> str:
         h.update(cell.cell_type.encode() + b"\0" + cell.source.encode() + b"\0")
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(profile_name.encode())
+    h.update(json.dumps(KERNEL_THREADS, sort_keys=True).encode())
     for name in ("data", "data_real"):
         data = params.get(name)
         if data:  # the user's manifests: a changed file re-executes the chapter
@@ -281,13 +283,28 @@ def chapter_notebooks(notebooks_dir: Path | None = None) -> list[Path]:
     return sorted((notebooks_dir or config.NOTEBOOKS_DIR).glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None, *, force: bool = False,
-                 data: str | None = None, data_real: str | None = None) -> bool:
-    """Execute ``nb_path`` into ``book/chapters`` if its build key changed; True if it ran.
+# Every chapter's kernel computes on one thread (torch, OpenMP, BLAS): a network's weights depend on the thread count
+# (``train.cpu_threads``), so one fixed count gives the same numbers on every machine, and the build uses the other
+# cores by running chapters side by side (``run_chapters``).
+KERNEL_THREADS = {"LENSNB_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                  "MKL_NUM_THREADS": "1"}
 
-    ``data`` (a Parquet file or directory in the team's format) goes to every chapter that declares a
-    ``data`` parameter; it is checked (schema, in a streaming pass) before anything executes.
-    """
+# The chapters a chapter waits for when chapters run side by side: each reuses what the earlier one computed and
+# cached in ``data/processed`` (data sets, trained models, gate scores; measured: the cache files two chapters write
+# when each runs alone on an empty cache), so running them together would compute it twice. A chapter that imports
+# ``lensnb.answers`` reads every other chapter's results and runs after all of them (as its build key says). A new
+# chapter with no entry here runs whenever a worker is free.
+AFTER: dict[str, tuple[str, ...]] = {
+    "04_training": ("03_pools",),  # the request preset's data set
+    "05_gates": ("03_pools", "04_training"),  # the same data set, the training chapter's networks
+    "06_sample_size": ("03_pools", "04_training"),  # the same data set and networks
+    "09_failure_modes": ("08_alternatives",),  # the detectable preset's data sets, networks and gate results
+}
+
+
+def chapter_key(nb_path: Path, profile_name: str, overrides: dict | None = None, *, data: str | None = None,
+                data_real: str | None = None) -> tuple[dict, dict, str]:
+    """(overrides with the data paths added, parameters, build key) of one chapter under a profile."""
     overrides = dict(overrides or {})
     profile = load_profile(profile_name)
     if data and "data" in declared_parameters(nb_path):
@@ -295,7 +312,17 @@ def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None
     if data_real and "data_real" in declared_parameters(nb_path):  # real lenses + non-lenses (chapters 08, 09)
         overrides.setdefault("data_real", str(Path(data_real).resolve()))
     params = notebook_parameters(nb_path, profile, overrides)
-    key = build_key(nb_path, params, profile_name)
+    return overrides, params, build_key(nb_path, params, profile_name)
+
+
+def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None, *, force: bool = False,
+                 data: str | None = None, data_real: str | None = None) -> bool:
+    """Execute ``nb_path`` into ``book/chapters`` if its build key changed; True if it ran.
+
+    ``data`` (a Parquet file or directory in the team's format) goes to every chapter that declares a
+    ``data`` parameter; it is checked (schema, in a streaming pass) before anything executes.
+    """
+    overrides, params, key = chapter_key(nb_path, profile_name, overrides, data=data, data_real=data_real)
     out = config.CHAPTERS_DIR / nb_path.name
     if not force and stored_key(out) == key:
         print(f"[lensnb] {nb_path.stem}: up to date", flush=True)
@@ -303,6 +330,7 @@ def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None
     print(f"[lensnb] {nb_path.stem}: executing (profile {profile_name})", flush=True)
     c0 = _cpu_seconds()
     os.environ["LENSNB_CHAPTER"] = nb_path.stem  # inherited by the kernel: labels its training-throughput log
+    os.environ.update(KERNEL_THREADS)  # inherited by the kernel: the thread counts its numbers are computed on
     # on the team's data a figure's layout defect is a warning in the build log (the figure is still drawn): a
     # layout rule never stops a user's review; the project's own builds and tests keep failing on it
     lint_mode = os.environ.get("LENSNB_LINT")
@@ -320,6 +348,144 @@ def run_notebook(nb_path: Path, profile_name: str, overrides: dict | None = None
         print(f"[lensnb] WARNING: {problem}", flush=True)
     record_timing(profile_name, nb_path.stem, dt, _other_share(c0, _cpu_seconds(), dt), overridden=bool(overrides))
     return True
+
+
+def _waits_for(nb_path: Path, names: list[str]) -> set[str]:
+    """The chapters among ``names`` that ``nb_path`` must wait for (``AFTER``; every other one for the answers page)."""
+    if any(p.name == "answers.py" for p in imported_modules(nbformat.read(nb_path, as_version=4))):
+        return set(names) - {nb_path.stem}
+    return set(AFTER.get(nb_path.stem, ())) & set(names)
+
+
+def chain_lengths(waits: dict[str, set[str]], seconds: dict[str, float]) -> dict[str, float]:
+    """Per chapter, the longest run of chapters that can only start after it, itself included: the sum of their
+    ``seconds`` (a chapter without a measurement counts 1 s). Starting the longest chains first keeps both cores busy
+    to the end (the answers page, which waits for all, comes last anyway)."""
+    memo: dict[str, float] = {}
+
+    def length(c: str) -> float:
+        if c not in memo:
+            memo[c] = seconds.get(c, 1.0) + max((length(d) for d, w in waits.items() if c in w), default=0.0)
+        return memo[c]
+
+    return {c: length(c) for c in waits}
+
+
+def next_chapters(waits: dict[str, set[str]], done: set[str], running: set[str], free: int,
+                  priority: dict[str, float] | None = None) -> list[str]:
+    """Up to ``free`` chapters to start now: not done, not running, every chapter they wait for done; the highest
+    ``priority`` first (``chain_lengths``), ties in the order of ``waits`` (the book's). Pure, so the order rule is
+    tested apart from any execution."""
+    ready = [c for c, w in waits.items() if c not in done and c not in running and w <= done]
+    if priority:
+        ready.sort(key=lambda c: -priority.get(c, 0.0))  # stable: ties keep the book's order
+    return ready[:max(free, 0)]
+
+
+def run_chapters(notebooks: list[Path], profile_name: str, *, jobs: int = 1, force: bool = False,
+                 data: str | None = None, data_real: str | None = None) -> list[bool]:
+    """Execute the stale chapters of ``notebooks``, up to ``jobs`` at a time; return, per chapter, whether it ran.
+
+    Each chapter runs in its own process (``python -m lensnb.build nb NAME --no-book``), waiting for the chapters
+    ``AFTER`` names (and the answers page for all). With ``jobs`` = 1 its output streams to the terminal; with more,
+    each chapter's output goes to ``build/logs/NAME.log`` and a progress bar counts the chapters. A chapter whose
+    build key is unchanged is not started (the answers page's key is read when its turn comes, after the others). On a
+    failure no further chapter starts, the running ones finish, and the error names the chapter and its log."""
+    from tqdm import tqdm
+
+    names = [nb.stem for nb in notebooks]
+    by_name = dict(zip(names, notebooks))
+    waits = {nb.stem: _waits_for(nb, names) for nb in notebooks}
+    measured = {c: r["seconds"]
+                for c, r in _read_timings().get(profile_name, {}).get("chapters", {}).items() if "overrides" not in c}
+    priority = chain_lengths(waits, measured)
+    logs = config.BUILD_DIR / "logs"
+    env = {**os.environ, "LENSNB_BUILD_JOBS": str(jobs)}
+    done, ran, running, failed = set(), {}, {}, []
+    shown = time.monotonic()
+    bar = tqdm(total=len(names), desc="chapters", unit="chapter", disable=jobs == 1)
+    import signal
+
+    def stop(signum, frame):  # a terminated build stops its chapters too (each runs in a session of its own)
+        raise SystemExit(128 + signum)
+
+    was = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        while True:
+            if not failed:
+                for name in next_chapters(waits, done, set(running), jobs - len(running), priority):
+                    _, _, key = chapter_key(by_name[name], profile_name, data=data, data_real=data_real)
+                    if not force and stored_key(config.CHAPTERS_DIR / f"{name}.ipynb") == key:
+                        print(f"[lensnb] {name}: up to date", flush=True)
+                        done.add(name)
+                        ran[name] = False
+                        bar.update()
+                        continue
+                    cmd = [sys.executable, "-m", "lensnb.build", "nb", name, "--profile", profile_name, "--no-book"]
+                    cmd += ["--data", data] if data else []
+                    cmd += ["--data-real", data_real] if data_real else []
+                    # each chapter in a session of its own: stopping the build stops its kernel too
+                    if jobs == 1:
+                        running[name] = (subprocess.Popen(cmd, env=env, start_new_session=True), None)
+                    else:
+                        logs.mkdir(parents=True, exist_ok=True)
+                        log = open(logs / f"{name}.log", "w")
+                        print(f"[lensnb] {name}: executing (profile {profile_name}; log {logs / name}.log)", flush=True)
+                        running[name] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                          start_new_session=True), log)
+            if not running:
+                break  # everything done, or a failure stopped the rest
+            time.sleep(0.2)
+            for name, (proc, log) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[name]
+                if log is not None:
+                    log.close()
+                if proc.returncode != 0:
+                    failed.append(name)
+                    continue
+                done.add(name)
+                ran[name] = True
+                bar.update()
+                if log is not None:
+                    tail = [ln for ln in (logs / f"{name}.log").read_text(errors="replace").splitlines()
+                            if ln.startswith("[lensnb]") and ("done in" in ln or "WARNING" in ln)]
+                    for ln in tail:
+                        print(ln, flush=True)
+            if bar.postfix != ", ".join(running):
+                bar.set_postfix_str(", ".join(running))
+            elif time.monotonic() - shown > 10:  # the elapsed time moves while long chapters run
+                bar.refresh()
+                shown = time.monotonic()
+    except BaseException:
+        for proc, _ in running.values():
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        raise
+    finally:
+        bar.close()
+        if was is not None:
+            signal.signal(signal.SIGTERM, was)
+    if failed:
+        parts = []
+        for name in failed:
+            log = logs / f"{name}.log"
+            if jobs == 1 or not log.exists():  # its error is on the terminal already
+                parts.append(f"{name} failed (its error is above)")
+                continue
+            text = log.read_text(errors="replace").splitlines()
+            start = max((i for i, ln in enumerate(text) if ln.startswith("[lensnb] ERROR: ")), default=None)
+            error = ("\n".join(text[start:start + 20]).removeprefix("[lensnb] ERROR: ") if start is not None else
+                     "\n".join(text[-20:]))
+            parts.append(f"{name} failed (whole log: {log}):\n{error}")
+        raise BuildError("\n".join(parts))
+    if len(done) < len(names):  # pragma: no cover - AFTER is checked by a test to be acyclic
+        raise BuildError(f"chapters {sorted(set(names) - done)} wait for each other (build.AFTER)")
+    return [ran.get(n, False) for n in names]
 
 
 # --------------------------------------------------------------------------
@@ -372,20 +538,34 @@ def _read_timings() -> dict:
 
 
 def record_timing(profile: str, chapter: str, seconds: float, other: float | None, *, overridden: bool = False,
-                  full_build: float | None = None, cold: bool = False) -> None:
+                  full_build: float | None = None, cold: bool = False, jobs: int | None = None) -> None:
     """Add one measurement to ``build/timings.json`` (per profile and chapter: wall time [s], date, the share of
-    the machine's CPU that other work used meanwhile, cores, device; overridden runs are kept apart)."""
+    the machine's CPU that other work used meanwhile, cores, device, how many chapters the build ran side by side
+    (``jobs``, by default ``LENSNB_BUILD_JOBS``, which the build gives each chapter's process); overridden runs are
+    kept apart). Chapters running side by side write here in turn (a lock file)."""
+    import fcntl
+
+    if jobs is None:
+        jobs = int(os.environ.get("LENSNB_BUILD_JOBS", "1") or 1)
+    config.BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    with open(config.BUILD_DIR / (TIMINGS + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _record_timing(profile, chapter, seconds, other, overridden=overridden, full_build=full_build, cold=cold,
+                       jobs=jobs)
+
+
+def _record_timing(profile, chapter, seconds, other, *, overridden, full_build, cold, jobs) -> None:
     t = _read_timings()
     prof = t.setdefault(profile, {"chapters": {}})
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime())
     if full_build is not None:
         prof["full_build"] = {"seconds": round(full_build, 1), "finished": stamp, "cpus": os.cpu_count(),
-                              "device": _device(), "cold": cold}
+                              "device": _device(), "cold": cold, "jobs": jobs,
+                              "other_share": None if other is None else round(other, 3)}
     else:
         prof["chapters"][chapter + (" (with overrides)" if overridden else "")] = {
             "seconds": round(seconds, 1), "finished": stamp, "other_share": None if other is None else round(other, 3),
-            "cpus": os.cpu_count(), "device": _device()}
-    config.BUILD_DIR.mkdir(parents=True, exist_ok=True)
+            "cpus": os.cpu_count(), "device": _device(), "jobs": jobs}
     tmp = config.BUILD_DIR / (TIMINGS + ".tmp")
     tmp.write_text(json.dumps(t, indent=1, sort_keys=True))
     os.replace(tmp, config.BUILD_DIR / TIMINGS)
@@ -403,7 +583,10 @@ def costs_markdown(profile: str) -> str:
              f"Wall times of each chapter of the `{profile}` profile as the build driver (`python -m lensnb.build`, "
              "which `make book` runs) last measured them on the machine that built this book. \"Other work\" is the "
              "share of the machine's CPU that processes other than the build used meanwhile (from `/proc/stat`); "
-             "above 10% the time is marked *busy* and overstates the chapter's own cost. A chapter that finds its data sets, trained models or gate results cached in "
+             "above 10% the time is marked *busy* and overstates the chapter's own cost. When the build ran chapters side by "
+             "side (`--jobs`, one per core by default; each chapter computes on one thread), a chapter's wall time "
+             "includes sharing the machine with the chapter beside it, and its other work is not told apart from that "
+             "chapter's: the whole build's line below gives the share used outside the build. A chapter that finds its data sets, trained models or gate results cached in "
              "`data/processed` runs faster than on a clean checkout; `make clean-data` then `make book` measures the "
              "whole cost.", ""]
     if not rows:
@@ -413,7 +596,10 @@ def costs_markdown(profile: str) -> str:
         for ch in sorted(rows):
             r = rows[ch]
             o = r.get("other_share")
-            other = "not measured" if o is None else f"{100 * o:.0f}%" + (" (busy)" if o > 0.10 else "")
+            if r.get("jobs", 1) > 1:
+                other = f"beside other chapters ({r['jobs']} at a time)"
+            else:
+                other = "not measured" if o is None else f"{100 * o:.0f}%" + (" (busy)" if o > 0.10 else "")
             lines.append(f"| {ch} | {r['seconds'] / 60:.1f} min ({r['seconds']:.0f} s) | {r['finished']} | "
                          f"{other} | {r['cpus']} | {r['device']} |")
         plain = [r["seconds"] for ch, r in rows.items() if "overrides" not in ch]
@@ -422,8 +608,12 @@ def costs_markdown(profile: str) -> str:
     if full:
         start = ("from an empty `data/processed` (nothing cached)" if full.get("cold") else
                  "reusing data sets, models or gate results cached in `data/processed` by an earlier build")
+        o = full.get("other_share")
+        busy = ("" if o is None else f"; work outside the build used {100 * o:.0f}% of the machine's CPU meanwhile"
+                + (", so the time overstates the build's own cost" if o > 0.10 else ""))
         lines.append(f"The last build that executed every chapter in one run took {full['seconds'] / 60:.1f} min in all, "
-                     f"{start} (finished {full['finished']}, {full['cpus']} cores, {full['device']}).")
+                     f"{start}, {full.get('jobs', 1)} chapter(s) at a time (finished {full['finished']}, "
+                     f"{full['cpus']} cores, {full['device']}{busy}).")
     gb = _disk_use(config.PROCESSED_DIR) / 1e9
     lines += ["", f"Disk: `data/processed` (simulated data sets, cached models and gate results, all regenerated on "
               f"demand) holds {gb:.1f} GB; `make clean-data` removes it.", ""]
@@ -497,6 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("book", help="execute stale chapters, then build the HTML book")
     b.add_argument("--profile", default="default")
     b.add_argument("--force", action="store_true", help="re-execute every chapter")
+    b.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="chapters run side by side, each on one thread (default: one per core; the numbers do not "
+                        "depend on it)")
     b.add_argument("--data", default=None, help="run on a Parquet file or directory in the team's format")
     b.add_argument("--data-real", default=None, help="real lenses and non-lenses (stamp_npz, label) for the chapters "
                    "that read them")
@@ -526,11 +719,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "book":
             if rest:
                 ap.error(f"unrecognised arguments: {' '.join(rest)}")
+            if args.jobs < 1:
+                ap.error(f"--jobs {args.jobs}: expected at least 1")
             cold = _disk_use(config.PROCESSED_DIR) == 0
-            ran = [run_notebook(nb, args.profile, force=args.force, data=args.data, data_real=args.data_real)
-                   for nb in chapter_notebooks()]
+            c0 = _cpu_seconds()
+            ran = run_chapters(chapter_notebooks(), args.profile, jobs=args.jobs, force=args.force, data=args.data,
+                               data_real=args.data_real)
             if ran and all(ran) and not args.data and not args.data_real:
-                record_timing(args.profile, "", 0.0, 0.0, full_build=time.perf_counter() - t0, cold=cold)
+                wall = time.perf_counter() - t0
+                record_timing(args.profile, "", 0.0, _other_share(c0, _cpu_seconds(), wall), full_build=wall,
+                              cold=cold, jobs=args.jobs)
             write_costs_page(args.profile)
             build_book()
         else:

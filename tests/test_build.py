@@ -124,3 +124,60 @@ def test_the_failure_modes_chapter_trains_the_alternatives_chapters_models():
         pb = build.notebook_parameters(config.NOTEBOOKS_DIR / "09_failure_modes.ipynb", p, {})
         got = {k: (pa.get(k, a[k]), pb.get(k, b[k])) for k in shared}
         assert all(x == y for x, y in got.values()), (prof, {k: v for k, v in got.items() if v[0] != v[1]})
+
+
+def test_chapters_side_by_side_wait_for_what_they_reuse_and_the_answers_page_comes_last():
+    names = [p.stem for p in build.chapter_notebooks()]
+    for chapter, before in build.AFTER.items():
+        assert chapter in names and set(before) <= set(names), (chapter, before)
+        assert all(names.index(b) < names.index(chapter) for b in before)  # the book's order is one valid order
+    waits = {p.stem: build._waits_for(p, names) for p in build.chapter_notebooks()}
+    assert waits["10_answers"] == set(names) - {"10_answers"}
+    assert waits["09_failure_modes"] == {"08_alternatives"} and waits["01_geometry"] == set()
+    # nothing starts before what it waits for, however many workers are free
+    done, running, order = set(), set(), []
+    prio = build.chain_lengths(waits, {})
+    while len(done) < len(names):
+        start = build.next_chapters(waits, done, running, 2, prio)
+        assert start or running
+        for c in start:
+            assert waits[c] <= done
+        running |= set(start)
+        finished = min(running)  # one of them finishes (any), and the loop goes on
+        running.discard(finished)
+        done.add(finished)
+        order.append(finished)
+    assert order[-1] == "10_answers"
+
+
+def test_longest_chains_start_first():
+    waits = {"a": set(), "b": set(), "c": {"b"}, "d": {"c"}, "z": {"a", "b", "c", "d"}}
+    lengths = build.chain_lengths(waits, {})
+    assert lengths == {"a": 2.0, "b": 4.0, "c": 3.0, "d": 2.0, "z": 1.0}
+    assert build.next_chapters(waits, set(), set(), 1, lengths) == ["b"]
+    assert build.next_chapters(waits, set(), set(), 2, lengths) == ["b", "a"]
+    # measured seconds outweigh the count: a long single chapter goes first
+    assert build.next_chapters(waits, set(), set(), 1, build.chain_lengths(waits, {"a": 900.0})) == ["a"]
+    assert build.next_chapters(waits, {"b"}, {"a"}, 1, lengths) == ["c"]
+    assert build.next_chapters(waits, set(), set(), 0, lengths) == []
+
+
+def test_chapter_kernels_compute_on_one_thread_and_the_build_key_says_so(tmp_path):
+    assert all(v == "1" for v in build.KERNEL_THREADS.values())
+    params = build.notebook_parameters(GEOMETRY, build.load_profile("smoke"), {})
+    key = build.build_key(GEOMETRY, params, "smoke")
+    old = dict(build.KERNEL_THREADS)
+    try:
+        build.KERNEL_THREADS["LENSNB_TORCH_THREADS"] = "2"
+        assert build.build_key(GEOMETRY, params, "smoke") != key
+    finally:
+        build.KERNEL_THREADS.clear()
+        build.KERNEL_THREADS.update(old)
+
+
+def test_jupyterlab_kernels_compute_on_the_books_threads():
+    """``make lab`` starts JupyterLab with the thread settings of the book's kernels, so a chapter run there gives the
+    book's numbers."""
+    recipe = config.ROOT.joinpath("Makefile").read_text().split("\nlab:", 1)[1].split("\n\n", 1)[0]
+    for name, value in build.KERNEL_THREADS.items():
+        assert f"{name}={value}" in recipe, name
