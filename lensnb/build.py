@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -172,8 +173,15 @@ def imported_modules(nb: nbformat.NotebookNode) -> list[Path]:
             continue  # an attribute imported with ``from lensnb.x import name``
         seen[mod] = path
         current = mod + (".__init__" if path.name == "__init__.py" else "")
-        todo |= _lensnb_imports(ast.parse(path.read_text()), current) - set(seen)
+        todo |= _module_imports(path, current, path.stat().st_mtime_ns) - set(seen)
     return sorted(set(seen.values()))
+
+
+@functools.lru_cache(maxsize=None)
+def _module_imports(path: Path, current: str, mtime_ns: int) -> frozenset[str]:
+    """A module file's lensnb imports, parsed once per process and version of the file (the build reads them for
+    every chapter's key and order)."""
+    return frozenset(_lensnb_imports(ast.parse(path.read_text()), current))
 
 
 def build_key(nb_path: Path, params: dict, profile_name: str) -> str:
@@ -412,8 +420,11 @@ def run_chapters(notebooks: list[Path], profile_name: str, *, jobs: int = 1, for
     was = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
     try:
         while True:
-            if not failed:
-                for name in next_chapters(waits, done, set(running), jobs - len(running), priority):
+            while not failed:  # start what can start; an up-to-date chapter takes no worker, so look again
+                ready = next_chapters(waits, done, set(running), jobs - len(running), priority)
+                if not ready:
+                    break
+                for name in ready:
                     _, _, key = chapter_key(by_name[name], profile_name, data=data, data_real=data_real)
                     if not force and stored_key(config.CHAPTERS_DIR / f"{name}.ipynb") == key:
                         print(f"[lensnb] {name}: up to date", flush=True)
