@@ -382,11 +382,12 @@ def chain_lengths(waits: dict[str, set[str]], seconds: dict[str, float]) -> dict
 def next_chapters(waits: dict[str, set[str]], done: set[str], running: set[str], free: int,
                   priority: dict[str, float] | None = None) -> list[str]:
     """Up to ``free`` chapters to start now: not done, not running, every chapter they wait for done; the highest
-    ``priority`` first (``chain_lengths``), ties in the order of ``waits`` (the book's). Pure, so the order rule is
-    tested apart from any execution."""
+    ``priority`` first (``chain_lengths``); among equals a chapter that waited for another (the rest of a chain) before
+    one that waits for none (those fill the end), then the order of ``waits`` (the book's). Pure, so the order rule
+    is tested apart from any execution."""
     ready = [c for c, w in waits.items() if c not in done and c not in running and w <= done]
     if priority:
-        ready.sort(key=lambda c: -priority.get(c, 0.0))  # stable: ties keep the book's order
+        ready.sort(key=lambda c: (-priority.get(c, 0.0), not waits[c]))  # stable: ties keep the book's order
     return ready[:max(free, 0)]
 
 

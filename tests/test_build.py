@@ -160,6 +160,9 @@ def test_longest_chains_start_first():
     assert build.next_chapters(waits, set(), set(), 1, build.chain_lengths(waits, {"a": 900.0})) == ["a"]
     assert build.next_chapters(waits, {"b"}, {"a"}, 1, lengths) == ["c"]
     assert build.next_chapters(waits, set(), set(), 0, lengths) == []
+    # equal chains: the rest of a started chain before a chapter that waits for nothing
+    waits = {"a": set(), "b": set(), "c": {"b"}}
+    assert build.next_chapters(waits, {"b"}, set(), 1, build.chain_lengths(waits, {})) == ["c"]
 
 
 def test_chapter_kernels_compute_on_one_thread_and_the_build_key_says_so(tmp_path):
