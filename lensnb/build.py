@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -413,7 +414,6 @@ def run_chapters(notebooks: list[Path], profile_name: str, *, jobs: int = 1, for
     done, ran, running, failed = set(), {}, {}, []
     shown = time.monotonic()
     bar = tqdm(total=len(names), desc="chapters", unit="chapter", disable=jobs == 1)
-    import signal
 
     def stop(signum, frame):  # a terminated build stops its chapters too (each runs in a session of its own)
         raise SystemExit(128 + signum)
