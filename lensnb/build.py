@@ -597,7 +597,7 @@ def costs_markdown(profile: str) -> str:
              "share of the machine's CPU that processes other than the build used meanwhile (from `/proc/stat`); "
              "above 10% the time is marked *busy* and overstates the chapter's own cost. When the build ran chapters side by "
              "side (`--jobs`, one per core by default; each chapter computes on one thread), a chapter's wall time "
-             "includes sharing the machine with the chapter beside it, and its other work is not told apart from that "
+             "includes sharing the machine with the chapter beside it (marked *shared*), and its other work is not told apart from that "
              "chapter's: the whole build's line below gives the share used outside the build. A chapter that finds its data sets, trained models or gate results cached in "
              "`data/processed` runs faster than on a clean checkout; `make clean-data` then `make book` measures the "
              "whole cost.", ""]
@@ -609,7 +609,7 @@ def costs_markdown(profile: str) -> str:
             r = rows[ch]
             o = r.get("other_share")
             if r.get("jobs", 1) > 1:
-                other = f"beside other chapters ({r['jobs']} at a time)"
+                other = f"shared ({r['jobs']} at a time)"
             else:
                 other = "not measured" if o is None else f"{100 * o:.0f}%" + (" (busy)" if o > 0.10 else "")
             lines.append(f"| {ch} | {r['seconds'] / 60:.1f} min ({r['seconds']:.0f} s) | {r['finished']} | "
