@@ -223,3 +223,15 @@ def test_auroc_limits_extend_to_keep_every_interval_on_the_axis():
     assert plotting.auroc_limits([0.6, 0.7]) == (0.4, 1.02)
     lo, hi = plotting.auroc_limits([0.37, 0.9], high=1.0)
     assert lo == pytest.approx(0.34) and hi == 1.0
+
+
+def test_costs_page_marks_chapters_that_shared_the_machine(tmp_path, monkeypatch):
+    from lensnb import build, config
+    monkeypatch.setattr(config, "BUILD_DIR", tmp_path / "build")
+    monkeypatch.setattr(config, "BOOK_DIR", tmp_path / "book")
+    monkeypatch.setattr(config, "PROCESSED_DIR", tmp_path / "data")
+    build.record_timing("default", "05_gates", 480.0, 0.45, jobs=2)  # the sibling chapter counts as other work
+    build.record_timing("default", "", 0, 0.02, full_build=1977.0, cold=True, jobs=2)
+    text = build.costs_markdown("default")
+    assert "| shared (2 at a time) |" in text and "(busy)" not in text
+    assert "2 chapter(s) at a time" in text and "outside the build used 2%" in text
