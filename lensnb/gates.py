@@ -197,13 +197,22 @@ class NewtonLogistic(ClassifierMixin, BaseEstimator):
         2,074-square solve's 45 ms."""
         n, d = Xb.shape
         if n >= d or not np.all(reg[:-1] == 1.0) or reg[-1] != 0.0:
+            # H = A^T A with A = sqrt(w) Xb, by a symmetric rank-k update (half a general product's work, the upper
+            # triangle only), then a Cholesky solve (half an LU's): 1.2x faster at 301 columns, 1.75x at 2,101
+            # (measured on one thread), the step equal to the LU solve's to ~1e-15 relative
+            from scipy.linalg import LinAlgError, cho_factor, cho_solve
+            from scipy.linalg.blas import dsyrk, ssyrk
+
+            A = Xb * np.sqrt(w)[:, None]
             if d > F32_HESSIAN_COLUMNS:  # a wide table: the Hessian in float32, 1.3x faster (the annulus gate's 2,101)
-                A = (Xb * np.sqrt(w)[:, None]).astype(np.float32)
-                H = (A.T @ A).astype(np.float64)
+                H = ssyrk(1.0, A.astype(np.float32), trans=1).astype(np.float64)
             else:
-                H = (Xb * w[:, None]).T @ Xb
+                H = dsyrk(1.0, A, trans=1)
             H[np.diag_indices(d)] += reg + 1e-12
-            return np.linalg.solve(H, grad)
+            try:
+                return cho_solve(cho_factor(H, lower=False, check_finite=False), grad, check_finite=False)
+            except LinAlgError:  # not numerically positive definite: the general solve on the full matrix
+                return np.linalg.solve(np.triu(H) + np.triu(H, 1).T, grad)
         X = Xb[:, :-1]
         A = X * np.sqrt(w)[:, None]
         K = A @ A.T

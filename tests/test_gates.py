@@ -265,3 +265,28 @@ def test_gate_fits_keep_to_the_threads_the_build_gives_each_chapter(monkeypatch)
     assert gates._gate_threads(10) == 4
     monkeypatch.setenv("OMP_NUM_THREADS", "x")  # not a number: ignored
     assert gates._gate_threads(10) == 8
+
+
+def test_newton_step_with_more_rows_than_features_is_the_full_solve(monkeypatch):
+    """The (d x d) route (a rank-k Hessian and a Cholesky solve) gives the general solve's step on the full Hessian;
+    where the factorisation fails it falls back to that solve."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(5)
+    n, d = 500, 60
+    Xb = np.hstack([rng.normal(size=(n, d)) + rng.normal(size=(n, 1)), np.ones((n, 1))])
+    w = rng.uniform(0.01, 0.25, n)
+    reg = np.r_[np.ones(d), 0.0]
+    g = rng.normal(size=d + 1)
+    H = (Xb * w[:, None]).T @ Xb
+    H[np.diag_indices(d + 1)] += reg + 1e-12
+    full = np.linalg.solve(H, g)
+    step = gates.NewtonLogistic._newton_step(Xb, w, reg, g)
+    np.testing.assert_allclose(step, full, rtol=0, atol=1e-10 * np.abs(full).max())
+
+    def fail(*args, **kwargs):
+        raise scipy.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(scipy.linalg, "cho_factor", fail)
+    np.testing.assert_allclose(gates.NewtonLogistic._newton_step(Xb, w, reg, g), full, rtol=0,
+                               atol=1e-10 * np.abs(full).max())
