@@ -166,8 +166,10 @@ def train_cached(x_tr, y_tr, x_va, y_va, *, seed, label, train_kw, cache_parts):
         model = SmallResNet(train_kw.get("width", 16), in_channels=len(d["median"]))
         model.load_state_dict(d["state"])
         norm = Normaliser(d["median"].numpy(), d["scale"].numpy(), bool(d["residual"]))
-        return TrainResult(model, norm, pd.DataFrame(d["history"]), int(d["best_epoch"]), float(d["images_per_s"]))
+        return TrainResult(model, norm, pd.DataFrame(d["history"]), int(d["best_epoch"]), float(d["images_per_s"]),
+                           key=path.stem)
     res = train(x_tr, y_tr, x_va, y_va, seed=seed, label=label, **train_kw)
+    res.key = path.stem
     import torch
 
     results.save_torch(path, {"state": res.model.state_dict(), "median": torch.from_numpy(res.normaliser.median),

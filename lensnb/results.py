@@ -93,6 +93,17 @@ def cached_frame(name: str, parts: dict, compute) -> pd.DataFrame:
     return frame
 
 
+def cached_array(name: str, parts: dict, compute) -> np.ndarray:
+    """The array ``compute()`` returns for these inputs, computed once and then read back (``.npy``, never
+    unpickled)."""
+    path = cache_dir() / f"{name}_{key(parts)}.npy"
+    if path.exists():
+        return np.load(path, allow_pickle=False)
+    arr = np.asarray(compute())
+    _atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), arr, allow_pickle=False))
+    return arr
+
+
 def model_path(name: str, parts: dict) -> Path:
     return cache_dir() / f"{name}_{key(parts)}.pt"
 

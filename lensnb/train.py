@@ -125,6 +125,7 @@ class TrainResult:
     history: pd.DataFrame
     best_epoch: int
     images_per_s: float
+    key: str | None = None  # the results cache's name for this model (``experiment.train_cached``), if it has one
 
 
 def cpu_threads() -> int:
@@ -187,8 +188,24 @@ def predict(model: nn.Module, norm: Normaliser, images: np.ndarray, batch: int |
 
 def score_models(models, images: np.ndarray, batch: int | None = None, device=None) -> np.ndarray:
     """Scores (n_models, N) of several trained models (``TrainResult``, e.g. one per training seed) on the same
-    images (N, C, 64, 64)."""
-    return np.stack([predict(m.model, m.normaliser, images, batch=batch, device=device) for m in models])
+    images (N, C, 64, 64).
+
+    When every model is a cached one (``TrainResult.key``, set by ``experiment.train_cached``) the scores are kept in
+    the results cache too, keyed by the models, the images' bytes, the device type, the CPU thread count and the
+    batch: a chapter scoring another chapter's networks on the same test images reads them back (the gates,
+    sample-size and failure-modes chapters re-score the training and alternatives chapters' networks)."""
+    def compute():
+        return np.stack([predict(m.model, m.normaliser, images, batch=batch, device=device) for m in models])
+
+    keys = [getattr(m, "key", None) for m in models]
+    if not keys or not all(keys):
+        return compute()
+    from . import results
+
+    dev = torch.device(device) if device is not None else default_device()
+    parts = {"models": keys, "images": results.array_digest(images), "device": dev.type,
+             "threads": cpu_threads() if dev.type == "cpu" else None, "batch": batch or _default_batch(dev)}
+    return results.cached_array("scores", parts, compute)
 
 
 def _predict_normalised(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int | None = None) -> np.ndarray:

@@ -283,3 +283,34 @@ def test_a_bad_thread_setting_is_refused(monkeypatch):
     monkeypatch.setenv("LENSNB_TORCH_THREADS", "0")
     with pytest.raises(ValueError, match="positive whole number"):
         cpu_threads()
+
+
+def test_scores_of_cached_models_are_kept_and_read_back(tmp_path, monkeypatch):
+    """Cached models' scores on the same images are computed once and read back (the same array); other images or an
+    uncached model are scored afresh."""
+    from lensnb import config, results, train as tr
+    from lensnb.experiment import train_cached
+
+    monkeypatch.setattr(config, "PROCESSED_DIR", tmp_path)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 3, 64, 64)).astype(np.float32)
+    y = np.r_[np.ones(8), np.zeros(8)].astype(int)
+    kw = {"epochs": 1, "patience": 1, "width": 4, "batch": 8}
+    ms = [train_cached(x, y, x[4:12], y[4:12], seed=s, label="m", train_kw=kw, cache_parts={"data": "d"}) for s in (0, 1)]
+    assert all(m.key for m in ms)
+    fresh = np.stack([predict(m.model, m.normaliser, x, device="cpu") for m in ms])
+    a = tr.score_models(ms, x, device="cpu")
+    assert np.array_equal(a, fresh) and len(list(results.cache_dir().glob("scores_*.npy"))) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr(tr, "predict", refuse)
+    assert np.array_equal(tr.score_models(ms, x.copy(), device="cpu"), a)  # read back: predict is never called
+    x2 = x.copy()
+    x2[0, 0, 0, 0] += 1.0
+    with pytest.raises(AssertionError, match="scored again"):  # other images: a new key, scored afresh
+        tr.score_models(ms, x2, device="cpu")
+    plain = tr.TrainResult(ms[0].model, ms[0].normaliser, ms[0].history, ms[0].best_epoch, 1.0)  # not cached
+    with pytest.raises(AssertionError, match="scored again"):
+        tr.score_models([plain], x, device="cpu")
