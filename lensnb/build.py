@@ -62,6 +62,10 @@ def load_profile(name: str, profiles_dir: Path | None = None) -> dict:
     for key in ("common", "notebooks"):
         if not isinstance(data.get(key) or {}, dict):
             raise BuildError(f"{path}: '{key}' must be a mapping")
+    cost = data.get("cost") or {}
+    if not isinstance(cost, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             for v in cost.values()):
+        raise BuildError(f"{path}: 'cost' must map chapter names to seconds")
     return data
 
 
@@ -366,6 +370,13 @@ def _waits_for(nb_path: Path, names: list[str]) -> set[str]:
     return set(AFTER.get(nb_path.stem, ())) & set(names)
 
 
+def expected_seconds(profile_name: str) -> dict[str, float]:
+    """The profile's ``cost`` mapping (chapter -> seconds it took on the machine that wrote it): the order of a build
+    that has no measurement of its own yet (a fresh clone), so its long chains start first; ``build/timings.json``'s
+    measurements replace it chapter by chapter. Not a result: nothing in the book reads it."""
+    return {str(c): float(v) for c, v in (load_profile(profile_name).get("cost") or {}).items()}
+
+
 def chain_lengths(waits: dict[str, set[str]], seconds: dict[str, float]) -> dict[str, float]:
     """Per chapter, the longest run of chapters that can only start after it, itself included: the sum of their
     ``seconds`` (a chapter without a measurement counts 1 s). Starting the longest chains first keeps both cores busy
@@ -406,8 +417,9 @@ def run_chapters(notebooks: list[Path], profile_name: str, *, jobs: int = 1, for
     names = [nb.stem for nb in notebooks]
     by_name = dict(zip(names, notebooks))
     waits = {nb.stem: _waits_for(nb, names) for nb in notebooks}
-    measured = {c: r["seconds"]
-                for c, r in _read_timings().get(profile_name, {}).get("chapters", {}).items() if "overrides" not in c}
+    measured = {**expected_seconds(profile_name),
+                **{c: r["seconds"] for c, r in _read_timings().get(profile_name, {}).get("chapters", {}).items()
+                   if "overrides" not in c}}
     priority = chain_lengths(waits, measured)
     logs = config.BUILD_DIR / "logs"
     env = {**os.environ, "LENSNB_BUILD_JOBS": str(jobs)}

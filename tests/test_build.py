@@ -45,6 +45,22 @@ def test_missing_or_malformed_profile(tmp_path):
     (tmp_path / "bad.yml").write_text("common: [1, 2]\n")
     with pytest.raises(build.BuildError, match="'common' must be a mapping"):
         build.load_profile("bad", tmp_path)
+    (tmp_path / "badcost.yml").write_text("cost: {01_geometry: fast}\n")
+    with pytest.raises(build.BuildError, match="badcost.yml: 'cost' must map chapter names to seconds"):
+        build.load_profile("badcost", tmp_path)
+
+
+def test_a_fresh_build_orders_chapters_by_the_profiles_cost():
+    """The default profile's ``cost`` names every chapter, so a build without measurements of its own (a fresh clone)
+    starts the longest chain first; with the costs equal, the book's order would start the pools chapter first."""
+    names = [nb.stem for nb in build.chapter_notebooks()]
+    cost = build.expected_seconds("default")
+    assert set(cost) == set(names) and all(v > 0 for v in cost.values())
+    waits = {nb.stem: build._waits_for(nb, names) for nb in build.chapter_notebooks()}
+    first = build.next_chapters(waits, set(), set(), 1, build.chain_lengths(waits, cost))
+    longest = max(names, key=build.chain_lengths(waits, cost).get)
+    assert first == [longest]
+    assert build.expected_seconds("smoke") == {}
 
 
 def test_imported_modules_are_followed_transitively():
