@@ -100,7 +100,12 @@ def cached_array(name: str, parts: dict, compute) -> np.ndarray:
     if path.exists():
         return np.load(path, allow_pickle=False)
     arr = np.asarray(compute())
-    _atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), arr, allow_pickle=False))
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.save given a path would append ".npy" to the temporary name
+            np.save(f, arr, allow_pickle=False)
+
+    _atomic_write(path, write)
     return arr
 
 
