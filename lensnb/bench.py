@@ -431,12 +431,10 @@ def main(argv=None) -> int:
         print(f"ratio (arrays / lenstronomy): {rates['arrays'] / ref:10.1f} x  (lensnb on {torch.get_num_threads()} "
               f"torch thread(s))")
         if device.type == "cpu" and torch.get_num_threads() > 1:  # the book's chapters simulate on one thread
-            was = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
+            from .train import torch_threads
+
+            with torch_threads(1):
                 one = bench_lensnb(a.hosts, a.per_host, device)["arrays"]
-            finally:
-                torch.set_num_threads(was)
             print(f"lensnb on one thread (as in the book's chapters): {one:10.1f} paired samples/s, "
                   f"{one / ref:.1f} x the lenstronomy loop")
     return 0

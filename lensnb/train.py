@@ -146,17 +146,24 @@ def cpu_threads() -> int:
 
 
 @contextlib.contextmanager
+def torch_threads(n: int):
+    """``n`` torch CPU threads while the block runs; the caller's setting back afterwards."""
+    was = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(was)
+
+
+@contextlib.contextmanager
 def _pinned_threads(device: torch.device):
     """``cpu_threads()`` torch threads while the block runs on the CPU; the caller's setting back afterwards."""
     if device.type != "cpu":
         yield
         return
-    was = torch.get_num_threads()
-    torch.set_num_threads(cpu_threads())
-    try:
+    with torch_threads(cpu_threads()):
         yield
-    finally:
-        torch.set_num_threads(was)
 
 
 def _autocast(device: torch.device):

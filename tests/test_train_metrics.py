@@ -314,3 +314,16 @@ def test_scores_of_cached_models_are_kept_and_read_back(tmp_path, monkeypatch):
     plain = tr.TrainResult(ms[0].model, ms[0].normaliser, ms[0].history, ms[0].best_epoch, 1.0)  # not cached
     with pytest.raises(AssertionError, match="scored again"):
         tr.score_models([plain], x, device="cpu")
+
+
+def test_torch_threads_gives_the_callers_setting_back_even_on_an_error():
+    import torch
+
+    from lensnb.train import torch_threads
+
+    was = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(was + 1):
+            assert torch.get_num_threads() == was + 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == was
