@@ -63,8 +63,8 @@ def _uniforms_numpy(base: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor
 
     The element hash is integer arithmetic, exact in either form; here it runs on uint32 arrays in place (half the
     memory traffic of int64 temporaries, no masks), and the uniforms are formed in float64 with the same two correctly
-    rounded operations. 3-4x faster than the int64 torch form on one thread, where photon and sky noise were ~12%
-    of simulating a data set (profiled)."""
+    rounded operations. With the in-place Box-Muller, ``normal`` for 2,000 stamps takes 1.2-1.3 s instead of 3.7-3.8 s
+    on one thread; photon and sky noise were ~12% of simulating a data set (profiled)."""
     b = (base.numpy() & _M).astype(np.uint32)[:, None]
     out = []
     for off in (0, 1):
