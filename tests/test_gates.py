@@ -210,6 +210,18 @@ def test_gate_by_bin_finds_a_shortcut_planted_in_one_bin_only(tmp_path, monkeypa
     assert (r.statistic, r.ci_low, r.ci_high, r.verdict) == (f.statistic, f.ci_low, f.ci_high, f.verdict)
 
 
+def _newton_problem(rng, n: int, d: int):
+    """A Newton step's inputs on correlated columns plus an intercept column (rows ``Xb``, weights ``w``, penalty
+    ``reg``, gradient ``g``) and the step of the general solve on the full Hessian, the reference for both routes."""
+    Xb = np.hstack([rng.normal(size=(n, d)) + rng.normal(size=(n, 1)), np.ones((n, 1))])
+    w = rng.uniform(0.01, 0.25, n)
+    reg = np.r_[np.ones(d), 0.0]
+    g = rng.normal(size=d + 1)
+    H = (Xb * w[:, None]).T @ Xb
+    H[np.diag_indices(d + 1)] += reg + 1e-12
+    return Xb, w, reg, g, np.linalg.solve(H, g)
+
+
 def test_newton_step_with_fewer_rows_than_features_is_the_full_solve():
     """The (n x n) route a small table under a 2,000-pixel gate takes gives the step of the (d x d) solve, and the
     fit it drives reaches the optimum scikit-learn's solver approaches."""
@@ -217,13 +229,7 @@ def test_newton_step_with_fewer_rows_than_features_is_the_full_solve():
 
     rng = np.random.default_rng(3)
     n, d = 120, 400
-    Xb = np.hstack([rng.normal(size=(n, d)) + rng.normal(size=(n, 1)), np.ones((n, 1))])
-    w = rng.uniform(0.01, 0.25, n)
-    reg = np.r_[np.ones(d), 0.0]
-    g = rng.normal(size=d + 1)
-    H = (Xb * w[:, None]).T @ Xb
-    H[np.diag_indices(d + 1)] += reg + 1e-12
-    full = np.linalg.solve(H, g)
+    Xb, w, reg, g, full = _newton_problem(rng, n, d)
     np.testing.assert_allclose(gates.NewtonLogistic._newton_step(Xb, w, reg, g), full, rtol=0, atol=1e-8 * np.abs(full).max())
     X = Xb[:, :-1]
     y = (X[:, :3].sum(1) + rng.normal(size=n) > 0).astype(int)
@@ -272,15 +278,7 @@ def test_newton_step_with_more_rows_than_features_is_the_full_solve(monkeypatch)
     where the factorisation fails it falls back to that solve."""
     import scipy.linalg
 
-    rng = np.random.default_rng(5)
-    n, d = 500, 60
-    Xb = np.hstack([rng.normal(size=(n, d)) + rng.normal(size=(n, 1)), np.ones((n, 1))])
-    w = rng.uniform(0.01, 0.25, n)
-    reg = np.r_[np.ones(d), 0.0]
-    g = rng.normal(size=d + 1)
-    H = (Xb * w[:, None]).T @ Xb
-    H[np.diag_indices(d + 1)] += reg + 1e-12
-    full = np.linalg.solve(H, g)
+    Xb, w, reg, g, full = _newton_problem(np.random.default_rng(5), 500, 60)
     step = gates.NewtonLogistic._newton_step(Xb, w, reg, g)
     np.testing.assert_allclose(step, full, rtol=0, atol=1e-10 * np.abs(full).max())
 

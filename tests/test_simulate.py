@@ -178,16 +178,11 @@ def test_noise_flags_turn_off_what_they_name(tmp_path):
 def test_cached_data_sets_are_named_by_the_thread_count_they_were_simulated_on():
     """The simulated bits follow torch's CPU thread count, so a data set simulated on two threads must not be read
     back as the book's (one thread): the count is part of ``simulator_hash``, which names every cached data set."""
-    import torch
-
     from lensnb.simulate import simulator_hash
+    from lensnb.train import torch_threads
 
-    was = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = simulator_hash()
-        torch.set_num_threads(2)
+    with torch_threads(2):
         two = simulator_hash()
-    finally:
-        torch.set_num_threads(was)
     assert one != two and len(one) == len(two) == 10
