@@ -417,10 +417,10 @@ def run_chapters(notebooks: list[Path], profile_name: str, *, jobs: int = 1, for
     names = [nb.stem for nb in notebooks]
     by_name = dict(zip(names, notebooks))
     waits = {nb.stem: _waits_for(nb, names) for nb in notebooks}
-    measured = {**expected_seconds(profile_name),
-                **{c: r["seconds"] for c, r in _read_timings().get(profile_name, {}).get("chapters", {}).items()
-                   if "overrides" not in c}}
-    priority = chain_lengths(waits, measured)
+    seconds = {**expected_seconds(profile_name),  # the profile's hint, replaced by this machine's measurements
+               **{c: r["seconds"] for c, r in _read_timings().get(profile_name, {}).get("chapters", {}).items()
+                  if "overrides" not in c}}
+    priority = chain_lengths(waits, seconds)
     logs = config.BUILD_DIR / "logs"
     env = {**os.environ, "LENSNB_BUILD_JOBS": str(jobs)}
     done, ran, running, failed = set(), {}, {}, []

@@ -201,6 +201,9 @@ def score_models(models, images: np.ndarray, batch: int | None = None, device=No
     the results cache too, keyed by the models, the images' bytes, the device type, the CPU thread count and the
     batch: a chapter scoring another chapter's networks on the same test images reads them back (the gates,
     sample-size and failure-modes chapters re-score the training and alternatives chapters' networks)."""
+    device = torch.device(device) if device is not None else default_device()
+    batch = batch or _default_batch(device)
+
     def compute():
         return np.stack([predict(m.model, m.normaliser, images, batch=batch, device=device) for m in models])
 
@@ -209,9 +212,8 @@ def score_models(models, images: np.ndarray, batch: int | None = None, device=No
         return compute()
     from . import results
 
-    dev = torch.device(device) if device is not None else default_device()
-    parts = {"models": keys, "images": results.array_digest(images), "device": dev.type,
-             "threads": cpu_threads() if dev.type == "cpu" else None, "batch": batch or _default_batch(dev)}
+    parts = {"models": keys, "images": results.array_digest(images), "device": device.type,
+             "threads": cpu_threads() if device.type == "cpu" else None, "batch": batch}
     return results.cached_array("scores", parts, compute)
 
 
